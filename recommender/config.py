@@ -1,0 +1,154 @@
+"""Configuration from ``ML_*`` environment variables (contract §3 plus this service's own).
+
+Every value is checked once, at start: a bad one raises ``ConfigError`` whose text is one line
+naming the variable, the value and what is accepted. ``load_or_exit`` turns that into exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ALGORITHMS = ("hybrid", "partial", "mf")
+
+
+class ConfigError(ValueError):
+    """A missing or invalid configuration value; the message is a single line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    totara_url: str | None
+    totara_key: str | None
+    models_dir: Path
+    logs_dir: Path
+    retrain_freq_minutes: int
+    num_threads: int
+    algorithm: str
+    dev: bool
+    bind: str
+    redis_url: str | None  # None: the embedded server (see recommender.redisconn)
+    broker_url: str | None  # None: the same Redis as redis_url
+    export_dir: Path | None
+    top_k: int
+    download_retry_delay: float
+    download_retries: int
+    download_timeout: float
+    publish_grace_seconds: int
+    embedded_dir: Path
+    log_level: str
+
+    @property
+    def gunicorn_bind(self) -> list[str]:
+        """``ML_BIND`` in gunicorn's syntax: waitress' ``*:5000`` means every interface."""
+        return [("0.0.0.0" + b[1:]) if b.startswith("*:") else b for b in self.bind.split()]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number from {low} to {high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r}: expected a number from {low:g} to {high:g}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ConfigError(f"{name}={raw!r}: expected a URL starting with "
+                          + " or ".join(f"{s}://" for s in schemes))
+    return raw
+
+
+def _bind(raw: str) -> str:
+    for address in raw.split():
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"ML_BIND={raw!r}: expected HOST:PORT such as *:5000, "
+                              "127.0.0.1:5000 or [::1]:5000")
+    if not raw.split():
+        raise ConfigError("ML_BIND='': expected HOST:PORT such as *:5000")
+    return " ".join(raw.split())
+
+
+def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
+    """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
+    env = os.environ if env is None else env
+    totara_url = _url(env, "ML_TOTARA_URL", ("http", "https"))
+    totara_key = env.get("ML_TOTARA_KEY", "")
+    if require_totara:
+        if totara_url is None:
+            raise ConfigError("ML_TOTARA_URL is not set: expected the base URL of the Totara "
+                              "site, such as https://lms.example.com")
+        if totara_key.strip() == "":
+            raise ConfigError("ML_TOTARA_KEY is not set: expected the shared secret that is "
+                              "also Totara's ml_service_key")
+    algorithm = env.get("ML_RECOMMENDATION_ALGORITHM", "").strip() or "hybrid"
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"ML_RECOMMENDATION_ALGORITHM={algorithm!r}: expected one of "
+                          + ", ".join(ALGORITHMS))
+    dev_raw = env.get("ML_DEV", "").strip()
+    if dev_raw not in ("", "0", "1"):
+        raise ConfigError(f"ML_DEV={dev_raw!r}: expected 1 (development mode) or unset")
+    export_dir = env.get("ML_EXPORT_DIR", "").strip()
+    if export_dir and not Path(export_dir).is_dir():
+        raise ConfigError(f"ML_EXPORT_DIR={export_dir!r}: expected an existing folder")
+    log_level = (env.get("ML_LOG_LEVEL", "").strip() or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"ML_LOG_LEVEL={log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+    return Settings(
+        totara_url=totara_url.rstrip("/") if totara_url else None,
+        totara_key=totara_key or None,
+        models_dir=Path(env.get("ML_MODELS_DIR", "").strip() or "data/models"),
+        logs_dir=Path(env.get("ML_LOGS_DIR", "").strip() or "data/logs"),
+        retrain_freq_minutes=_int(env, "ML_RECOMMENDATION_RETRAIN_FREQ", 1440, 1, 525600),
+        num_threads=_int(env, "ML_NUM_THREADS", 4, 1, 256),
+        algorithm=algorithm,
+        dev=dev_raw == "1",
+        bind=_bind(env.get("ML_BIND", "*:5000")),
+        redis_url=_url(env, "ML_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster")),
+        broker_url=_url(env, "ML_BROKER_URL",
+                        ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")),
+        export_dir=Path(export_dir) if export_dir else None,
+        top_k=_int(env, "ML_TOP_K", 50, 1, 1000),
+        download_retry_delay=_float(env, "ML_DOWNLOAD_RETRY_DELAY", 60.0, 0.0, 3600.0),
+        download_retries=_int(env, "ML_DOWNLOAD_RETRIES", 3, 0, 100),
+        download_timeout=_float(env, "ML_DOWNLOAD_TIMEOUT", 60.0, 0.1, 3600.0),
+        publish_grace_seconds=_int(env, "ML_PUBLISH_GRACE", 300, 0, 86400),
+        embedded_dir=Path(env.get("ML_EMBEDDED_DIR", "").strip() or "data/redis"),
+        log_level=log_level,
+    )
+
+
+def load_or_exit(*, require_totara: bool = True) -> Settings:
+    """``from_env`` for entry points: a bad value ends the program with one line and status 2."""
+    try:
+        return from_env(require_totara=require_totara)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,86 @@
+"""The Redis key layout shared by the publisher (recommender.store) and the API.
+
+Every key of a tenant carries the tenant in a hash tag, ``ml:{<tenant>}:...``, so one tenant's
+keys live in one Redis Cluster slot: the pointer check-and-set script and the version clean-up
+touch a single slot. Published data is versioned; readers follow ``current``. docs/redis-keys.md
+describes each key.
+"""
+
+from __future__ import annotations
+
+# Fixed bucket counts: users and items are spread over hashes (field = id) so that a version has
+# a bounded number of keys of bounded size, whatever the tenant's size.
+USER_BUCKETS = 1024
+ITEM_BUCKETS = 256
+
+# Set of tenants that have ever been published; only read to tell "no model yet" from "no such
+# tenant" when a tenant has no pointer.
+TENANTS = "ml:tenants"
+# String: the newest scheduled retrain time (unix seconds), written by the scheduler.
+SCHEDULE_LEADER = "ml:scheduler:leader"
+
+
+def tenant_tag(tenant: str) -> str:
+    return f"ml:{{{tenant}}}"
+
+
+def current(tenant: str) -> str:
+    """String: id of the published version."""
+    return f"ml:{{{tenant}}}:current"
+
+
+def versions(tenant: str) -> str:
+    """Sorted set: every version whose keys may exist, scored by creation time (ms)."""
+    return f"ml:{{{tenant}}}:versions"
+
+
+def retired(tenant: str) -> str:
+    """Sorted set: versions replaced by a newer one, scored by the time they were replaced (ms)."""
+    return f"ml:{{{tenant}}}:retired"
+
+
+def lock(tenant: str) -> str:
+    """String with expiry: the worker that trains this tenant now."""
+    return f"ml:{{{tenant}}}:lock"
+
+
+def recent(tenant: str, user_id: int) -> str:
+    """List of the user's latest interaction events (JSON), newest first, bounded, expiring."""
+    return f"ml:{{{tenant}}}:recent:{user_id}"
+
+
+def meta(tenant: str, version: str) -> str:
+    """Hash: status (trained | not_trained), algorithm, sizes, quality, times of a version."""
+    return f"ml:{{{tenant}}}:v:{version}:meta"
+
+
+def model(tenant: str, version: str) -> str:
+    """Hash of raw little-endian arrays for real-time scoring (see recommender.store)."""
+    return f"ml:{{{tenant}}}:v:{version}:model"
+
+
+def popular(tenant: str, version: str) -> str:
+    """String: packed per-type popularity lists (recommender.packing, 5 sections)."""
+    return f"ml:{{{tenant}}}:v:{version}:pop"
+
+
+def user_bucket(tenant: str, version: str, user_id: int) -> str:
+    """Hash: field = Totara user id, value = packed per-type lists (5 sections)."""
+    return f"ml:{{{tenant}}}:v:{version}:u:{user_id % USER_BUCKETS}"
+
+
+def item_bucket(tenant: str, version: str, item_number: int) -> str:
+    """Hash: field = item key (``engage_article12``), value = packed similar items (1 section).
+
+    Bucketed by the numeric id, so ``engage_article12`` and ``engage_microlearning12`` share a
+    bucket and the micro-learning retry costs no extra round trip.
+    """
+    return f"ml:{{{tenant}}}:v:{version}:i:{item_number % ITEM_BUCKETS}"
+
+
+def version_keys(tenant: str, version: str) -> list[str]:
+    """Every key a version can own, for deletion without SCAN."""
+    base = f"ml:{{{tenant}}}:v:{version}"
+    return ([f"{base}:meta", f"{base}:model", f"{base}:pop"]
+            + [f"{base}:u:{b}" for b in range(USER_BUCKETS)]
+            + [f"{base}:i:{b}" for b in range(ITEM_BUCKETS)])

@@ -1,0 +1,50 @@
+"""Binary encoding of published top-K lists: 8 bytes an entry, formatted by the API.
+
+A value holds one or more sections (one per item type for user and popularity lists, one for
+similar items). Layout, little-endian::
+
+    u8 format (=1) | u8 sections | u16 count[sections] | per section: u32 ids[count], f32 scores[count]
+
+Ids are Totara's numeric ids with the type prefix removed (the section says the type).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+FORMAT = 1
+MAX_COUNT = 65535
+
+
+def pack(sections: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """Encode ``[(ids, scores), ...]``; ids fit in uint32, scores are stored as float32."""
+    counts = [len(ids) for ids, _ in sections]
+    if any(c > MAX_COUNT for c in counts):
+        raise ValueError(f"a packed list holds at most {MAX_COUNT} entries")
+    parts = [struct.pack(f"<BB{len(counts)}H", FORMAT, len(counts), *counts)]
+    for ids, scores in sections:
+        parts.append(np.asarray(ids, dtype="<u4").tobytes())
+        parts.append(np.asarray(scores, dtype="<f4").tobytes())
+    return b"".join(parts)
+
+
+def unpack(blob: bytes, section: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one section into ``(ids uint32, scores float32)``; empty arrays past the last."""
+    fmt, n_sections = blob[0], blob[1]
+    if fmt != FORMAT:
+        raise ValueError(f"unknown packed list format {fmt}")
+    if section >= n_sections:
+        return np.empty(0, "<u4"), np.empty(0, "<f4")
+    counts = struct.unpack_from(f"<{n_sections}H", blob, 2)
+    offset = 2 + 2 * n_sections + 8 * sum(counts[:section])
+    count = counts[section]
+    ids = np.frombuffer(blob, dtype="<u4", count=count, offset=offset)
+    scores = np.frombuffer(blob, dtype="<f4", count=count, offset=offset + 4 * count)
+    return ids, scores
+
+
+def unpack_all(blob: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [unpack(blob, s) for s in range(blob[1])]
