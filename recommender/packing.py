@@ -3,7 +3,8 @@
 A value holds one or more sections (one per item type for user and popularity lists, one for
 similar items). Layout, little-endian::
 
-    u8 format (=1) | u8 sections | u16 count[sections] | per section: u32 ids[count], f32 scores[count]
+    u8 format (=1) | u8 sections | u16 count[sections]
+    | per section: u32 ids[count], f32 scores[count]
 
 Ids are Totara's numeric ids with the type prefix removed (the section says the type).
 """

@@ -1,0 +1,181 @@
+"""Publish a tenant's lists and model to Redis as a new version, switched in atomically.
+
+See docs/redis-keys.md. A ``VersionWriter`` registers its version, writes everything in pipelined
+chunks, then ``commit`` moves the tenant's pointer with a check-and-set script. Readers follow the
+pointer, so they see the old version or the new one, never a mix. ``collect_garbage`` deletes
+replaced versions after a grace period and the leftovers of runs that died half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+import redis
+
+from recommender import keys
+
+log = logging.getLogger(__name__)
+
+# A writer touches its version's score at every flush; one idle this long died half-way.
+ORPHAN_IDLE_SECONDS = 120
+# Commands per pipeline round trip: large enough to amortise latency, small enough that one
+# flush never blocks Redis noticeably.
+CHUNK_COMMANDS = 256
+CHUNK_BYTES = 4 << 20
+
+# KEYS: current, versions, retired. ARGV: version, now_ms.
+# -1: the version was collected meanwhile; 0: a newer (or the same) version is current; 1: switched.
+_SWITCH = """
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return -1 end
+local cur = redis.call('GET', KEYS[1])
+if cur and cur >= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+if cur then redis.call('ZADD', KEYS[3], ARGV[2], cur) end
+return 1
+"""
+
+
+class StaleVersionError(RuntimeError):
+    """The pointer was not moved: a newer version is current, or this one was collected."""
+
+
+def new_version(now: float | None = None) -> str:
+    """A version id that sorts by creation time: 13-digit milliseconds, then random hex."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:013d}-{secrets.token_hex(4)}"
+
+
+class VersionWriter:
+    """Writes one new version of one tenant; nothing is visible to readers before ``commit``."""
+
+    def __init__(self, client: redis.Redis, tenant: str, version: str | None = None) -> None:
+        self.client = client
+        self.tenant = tenant
+        self.version = version or new_version()
+        self.bytes_written = 0
+        self.keys_written: set[str] = set()
+        self._touch()
+
+    def _touch(self) -> None:
+        self.client.zadd(keys.versions(self.tenant), {self.version: int(time.time() * 1000)})
+
+    def _flush(self, pipe: redis.client.Pipeline) -> None:
+        pipe.zadd(keys.versions(self.tenant), {self.version: int(time.time() * 1000)}, xx=True)
+        pipe.execute()
+
+    def _write_hashes(self, fields_by_key: Mapping[str, Mapping[str, bytes]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pending = pending_bytes = 0
+        for key, mapping in fields_by_key.items():
+            pipe.hset(key, mapping=mapping)
+            self.keys_written.add(key)
+            pending += 1
+            size = sum(len(v) for v in mapping.values())
+            pending_bytes += size
+            self.bytes_written += size
+            if pending >= CHUNK_COMMANDS or pending_bytes >= CHUNK_BYTES:
+                self._flush(pipe)
+                pending = pending_bytes = 0
+        if pending:
+            self._flush(pipe)
+
+    def write_model(self, arrays: Mapping[str, bytes]) -> None:
+        self._write_hashes({keys.model(self.tenant, self.version): arrays})
+
+    def write_popular(self, blob: bytes) -> None:
+        self.client.set(keys.popular(self.tenant, self.version), blob)
+        self.bytes_written += len(blob)
+
+    def write_users(self, lists: Iterable[tuple[int, bytes]]) -> None:
+        """``(user id, packed lists)`` pairs; call once per batch so memory stays bounded."""
+        by_bucket: dict[str, dict[str, bytes]] = defaultdict(dict)
+        for user_id, blob in lists:
+            by_bucket[keys.user_bucket(self.tenant, self.version, user_id)][str(user_id)] = blob
+        self._write_hashes(by_bucket)
+
+    def write_items(self, lists: Iterable[tuple[str, int, bytes]]) -> None:
+        """``(item key, item number, packed similar items)`` triples."""
+        by_bucket: dict[str, dict[str, bytes]] = defaultdict(dict)
+        for item_key, number, blob in lists:
+            by_bucket[keys.item_bucket(self.tenant, self.version, number)][item_key] = blob
+        self._write_hashes(by_bucket)
+
+    def commit(self, meta: Mapping[str, str | int | float]) -> None:
+        """Write the meta hash and switch the pointer; raise StaleVersionError if refused."""
+        fields = {k: str(v) for k, v in meta.items()}
+        fields.update(version=self.version, tenant=self.tenant)
+        self.client.hset(keys.meta(self.tenant, self.version), mapping=fields)
+        outcome = self.client.eval(
+            _SWITCH, 3, keys.current(self.tenant), keys.versions(self.tenant),
+            keys.retired(self.tenant), self.version, int(time.time() * 1000))
+        if outcome != 1:
+            self.abort()
+            reason = "it was collected as abandoned" if outcome == -1 else "a newer one is current"
+            raise StaleVersionError(f"version {self.version} of tenant {self.tenant} was not "
+                                    f"published: {reason}")
+        self.client.sadd(keys.TENANTS, self.tenant)
+        log.info("tenant %s: published version %s (%d bytes)", self.tenant, self.version,
+                 self.bytes_written)
+
+    def abort(self) -> None:
+        delete_version(self.client, self.tenant, self.version)
+
+
+def delete_version(client: redis.Redis, tenant: str, version: str) -> None:
+    # Unregister first: a writer still running then fails its switch instead of publishing
+    # a version whose keys are being deleted.
+    client.zrem(keys.versions(tenant), version)
+    client.zrem(keys.retired(tenant), version)
+    names = keys.version_keys(tenant, version)
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, len(names), 512):
+        pipe.unlink(*names[start:start + 512])
+    pipe.execute()
+
+
+def current_version(client: redis.Redis, tenant: str) -> str | None:
+    value = client.get(keys.current(tenant))
+    return value.decode() if value is not None else None
+
+
+def current_meta(client: redis.Redis, tenant: str) -> dict[str, str] | None:
+    version = current_version(client, tenant)
+    if version is None:
+        return None
+    raw = client.hgetall(keys.meta(tenant, version))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def collect_garbage(client: redis.Redis, tenant: str, grace_seconds: float,
+                    now: float | None = None) -> list[str]:
+    """Delete versions replaced more than ``grace_seconds`` ago and abandoned partial versions."""
+    now_ms = int((time.time() if now is None else now) * 1000)
+    current = current_version(client, tenant)
+    retired = {v.decode(): s for v, s in client.zrange(keys.retired(tenant), 0, -1,
+                                                        withscores=True)}
+    doomed = []
+    for raw, touched in client.zrange(keys.versions(tenant), 0, -1, withscores=True):
+        version = raw.decode()
+        if version == current:
+            continue
+        if version in retired:
+            if retired[version] <= now_ms - grace_seconds * 1000:
+                doomed.append(version)
+        elif touched <= now_ms - ORPHAN_IDLE_SECONDS * 1000:
+            doomed.append(version)
+    for version in doomed:
+        delete_version(client, tenant, version)
+        log.info("tenant %s: deleted old version %s", tenant, version)
+    return doomed
+
+
+def published_tenants(client: redis.Redis) -> list[str]:
+    return sorted((t.decode() for t in client.smembers(keys.TENANTS)), key=_tenant_order)
+
+
+def _tenant_order(tenant: str) -> tuple[int, str]:
+    return (int(tenant), tenant) if tenant.isdigit() else (1 << 62, tenant)
