@@ -1,0 +1,152 @@
+"""Precompute top-K lists from item and user representations, batch by batch.
+
+Scores are ``user · item + item bias`` (LightFM's prediction without the user bias, which does not
+change a user's ranking). Items are reordered by type once, so each type is a contiguous column
+block: a batch costs one matrix product, then one ``argpartition`` per type. Lists are packed
+(recommender.packing) as they are produced, so a tenant's lists never sit in Python objects all
+at once.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender import packing
+from recommender.items import FAMILIES, ITEM_TYPES
+
+BATCH_USERS = 2048
+
+
+@dataclass
+class Embeddings:
+    """What precompute needs, from a fresh fit or from a saved model (recommender.modelfile)."""
+
+    user_ids: np.ndarray  # int64, row i = user i
+    user_emb: np.ndarray  # float32 users x dim
+    item_keys: list[str]
+    item_numbers: np.ndarray  # uint32
+    item_types: np.ndarray  # uint8
+    item_emb: np.ndarray  # float32 items x dim
+    item_bias: np.ndarray  # float32 items
+    positives: sp.csr_matrix  # users x items: the user already interacted with the item
+    popularity: np.ndarray  # float32 items: share of users who interacted
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of each row's ``k`` best scores, best first."""
+    n = scores.shape[1]
+    k = min(k, n)
+    if k == 0:
+        empty = np.empty((scores.shape[0], 0))
+        return empty.astype(np.int64), empty.astype(scores.dtype)
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(n), scores.shape).copy()
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
+
+
+def mask_rows(scores: np.ndarray, matrix: sp.csr_matrix, start: int) -> None:
+    """Set ``scores[i, j] = -inf`` where ``matrix[start + i, j]`` is stored."""
+    block = matrix[start:start + scores.shape[0]]
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    scores[rows, block.indices] = -np.inf
+
+
+class _TypeOrder:
+    """Items sorted by type: ``perm[j]`` is the original row of column j; bounds per type."""
+
+    def __init__(self, item_types: np.ndarray) -> None:
+        self.perm = np.argsort(item_types, kind="stable")
+        sorted_types = item_types[self.perm]
+        self.bounds = [(int(np.searchsorted(sorted_types, t, "left")),
+                        int(np.searchsorted(sorted_types, t, "right")))
+                       for t in range(len(ITEM_TYPES))]
+
+
+def _rows_as_bytes(parts: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """Concatenate per-row uint32/float32 blocks into one (rows x width) byte matrix."""
+    as_bytes = [np.ascontiguousarray(p).view(np.uint8) for p in parts]
+    body = np.concatenate(as_bytes, axis=1) if as_bytes else np.empty((0, 0), np.uint8)
+    return body, body.shape[1]
+
+
+def _pack_batch(sections: list[tuple[np.ndarray, np.ndarray]], capacity: list[int]) -> list[bytes]:
+    """Pack each row's sections; rows whose lists are all full share one header (fast path)."""
+    n_rows = sections[0][0].shape[0]
+    finite = np.stack([np.isfinite(scores).sum(axis=1) for _, scores in sections], axis=1)
+    full = (finite == np.asarray(capacity)).all(axis=1)
+    header = struct.pack(f"<BB{len(sections)}H", packing.FORMAT, len(sections), *capacity)
+    parts = []
+    for ids, scores in sections:
+        parts += [ids.astype("<u4"), scores.astype("<f4")]
+    body, width = _rows_as_bytes(parts)
+    raw = body.tobytes()
+    blobs = []
+    for row in range(n_rows):
+        if full[row]:
+            blobs.append(header + raw[row * width:(row + 1) * width])
+        else:
+            blobs.append(packing.pack([(ids[row, :c], scores[row, :c]) for (ids, scores), c
+                                       in zip(sections, finite[row], strict=True)]))
+    return blobs
+
+
+def user_lists(emb: Embeddings, k: int,
+               batch: int = BATCH_USERS) -> Iterator[list[tuple[int, bytes]]]:
+    """Per batch of users: ``(user id, packed lists)``, one section per item type."""
+    order = _TypeOrder(emb.item_types)
+    items = np.ascontiguousarray(emb.item_emb[order.perm].T)
+    bias = emb.item_bias[order.perm]
+    numbers = emb.item_numbers[order.perm]
+    positives = emb.positives[:, order.perm].tocsr()
+    capacity = [min(k, hi - lo) for lo, hi in order.bounds]
+    for start in range(0, len(emb.user_ids), batch):
+        scores = emb.user_emb[start:start + batch] @ items
+        scores += bias
+        mask_rows(scores, positives, start)
+        sections = []
+        for lo, hi in order.bounds:
+            idx, vals = top_k(scores[:, lo:hi], k)
+            sections.append((numbers[lo + idx], vals))
+        ids = emb.user_ids[start:start + batch]
+        yield list(zip(ids.tolist(), _pack_batch(sections, capacity), strict=True))
+
+
+def similar_lists(emb: Embeddings, k: int,
+                  batch: int = BATCH_USERS) -> Iterator[list[tuple[str, int, bytes]]]:
+    """Per batch of items: ``(item key, item number, packed similar items of its family)``."""
+    order = _TypeOrder(emb.item_types)
+    norms = np.linalg.norm(emb.item_emb, axis=1, keepdims=True)
+    unit = (emb.item_emb / np.where(norms == 0, 1.0, norms)).astype(np.float32)[order.perm]
+    numbers = emb.item_numbers[order.perm]
+    keys = [emb.item_keys[i] for i in order.perm]
+    for family in FAMILIES:
+        lo, hi = order.bounds[family[0]][0], order.bounds[family[-1]][1]
+        members = np.ascontiguousarray(unit[lo:hi].T)
+        capacity = [min(k, hi - lo - 1)]
+        for start in range(lo, hi, batch):
+            stop = min(start + batch, hi)
+            scores = unit[start:stop] @ members
+            scores[np.arange(stop - start), np.arange(start - lo, stop - lo)] = -np.inf
+            idx, vals = top_k(scores, capacity[0])
+            blobs = _pack_batch([(numbers[lo + idx], vals)], capacity)
+            yield [(keys[j], int(numbers[j]), blob)
+                   for j, blob in zip(range(start, stop), blobs, strict=True)]
+
+
+def popular_lists(emb: Embeddings, k: int) -> bytes:
+    """The most interacted-with items of each type, for users the model does not know."""
+    sections = []
+    for t in range(len(ITEM_TYPES)):
+        rows = np.flatnonzero(emb.item_types == t)
+        idx, vals = top_k(emb.popularity[rows][None, :], k)
+        sections.append((emb.item_numbers[rows[idx[0]]], vals[0]))
+    return packing.pack(sections)
