@@ -1,0 +1,136 @@
+"""Command line: ``python -m recommender train | restore | demo-data | import-oulad``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from recommender.config import Settings, load_or_exit
+
+
+def _settings_for(export_dir: Path | None) -> tuple[Settings, Path | None]:
+    settings = load_or_exit(require_totara=False)
+    export_dir = export_dir or settings.export_dir
+    if export_dir is None:  # downloading from Totara needs its URL and the key
+        settings = load_or_exit(require_totara=True)
+    return settings, export_dir
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Per-stage progress is printed by the console; library INFO lines would repeat it.
+    logging.getLogger("recommender").setLevel(max(logging.WARNING, logging.root.level))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    settings, export_dir = _settings_for(args.export_dir)
+    _logging(settings)
+    from recommender import download, export, pipeline, redisconn, summary
+    from recommender.console import ConsoleProgress, print_results
+
+    client = redisconn.connect(settings)
+    tenants = args.tenant
+    if not tenants:
+        if export_dir is not None:
+            tenants = export.read_tenants(export_dir)
+        else:
+            try:
+                with tempfile.TemporaryDirectory() as scratch:
+                    tenants = download.fetch_tenants(settings, Path(scratch))
+            except download.DownloadError as exc:
+                summary.append(settings.logs_dir, settings.algorithm, "all",
+                               f"download failed: {exc}")
+                print(f"error: could not get the tenant list from Totara: {exc}",
+                      file=sys.stderr)
+                return 1
+    progress = ConsoleProgress()
+    results = []
+    for tenant in tenants:
+        try:
+            result = pipeline.train_tenant(settings, client, tenant, algorithm=args.algorithm,
+                                           force=args.force, export_dir=export_dir,
+                                           progress=progress)
+        except Exception as exc:  # one tenant's failure must not stop the others
+            logging.getLogger(__name__).debug("tenant %s failed", tenant, exc_info=True)
+            result = pipeline.TenantResult(tenant, "failed", f"{type(exc).__name__}: {exc}",
+                                           algorithm=args.algorithm or settings.algorithm)
+        progress.finished(result)
+        results.append(result)
+    print_results(results)
+    return 1 if any(r.status in ("failed", "stale") for r in results) else 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    settings = load_or_exit(require_totara=False)
+    _logging(settings)
+    from recommender import pipeline, redisconn
+    from recommender.console import print_results
+
+    results = pipeline.restore(settings, redisconn.connect(settings), args.tenant or None)
+    print_results(results)
+    if not results:
+        print(f"no saved models in {settings.models_dir}", file=sys.stderr)
+    return 1 if not results or any(r.status == "failed" for r in results) else 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from recommender import demo
+
+    tenants = demo.write_demo_export(args.dir, tenants=args.tenants, users=args.users,
+                                     items=args.items, interactions=args.interactions,
+                                     seed=args.seed)
+    print(f"wrote a demo export for tenants {', '.join(tenants)} to {args.dir}")
+    return 0
+
+
+def cmd_import_oulad(args: argparse.Namespace) -> int:
+    from recommender import oulad
+
+    counts = oulad.import_oulad(args.src, args.dir)
+    print(f"wrote a Totara export of OULAD to {args.dir}: "
+          + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m recommender", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train every tenant (or some) and publish to Redis")
+    train.add_argument("--export-dir", type=Path, help="read the export from this folder "
+                       "instead of downloading it (default: ML_EXPORT_DIR)")
+    train.add_argument("--tenant", action="append", default=[], help="only this tenant "
+                       "(repeatable)")
+    train.add_argument("--algorithm", choices=("hybrid", "partial", "mf"),
+                       help="default: ML_RECOMMENDATION_ALGORITHM")
+    train.add_argument("--force", action="store_true",
+                       help="train even when this export is already published")
+    train.set_defaults(run=cmd_train)
+    restore = sub.add_parser("restore", help="republish the saved models without retraining")
+    restore.add_argument("--tenant", action="append", default=[])
+    restore.set_defaults(run=cmd_restore)
+    demo = sub.add_parser("demo-data", help="write a synthetic Totara export")
+    demo.add_argument("dir", type=Path)
+    demo.add_argument("--tenants", type=int, default=3)
+    demo.add_argument("--users", type=int, default=2000)
+    demo.add_argument("--items", type=int, default=400)
+    demo.add_argument("--interactions", type=int, default=40000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=cmd_demo_data)
+    oulad = sub.add_parser("import-oulad", help="turn the OULAD tables into a Totara export")
+    oulad.add_argument("src", type=Path)
+    oulad.add_argument("dir", type=Path)
+    oulad.set_defaults(run=cmd_import_oulad)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

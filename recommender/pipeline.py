@@ -1,0 +1,185 @@
+"""One tenant's run: get the export, validate, build features, fit, precompute, publish, persist.
+
+A bad export, a failed fit or a failed write never touches what is published: the new version
+only becomes visible at the pointer switch, which is the last step. The model files are written
+before the switch, so a full or read-only ``ML_MODELS_DIR`` fails the run with nothing changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from recommender import download, export, features, modelfile, store, summary, train
+from recommender.config import Settings
+from recommender.publish import publish_arrays, saved_arrays
+
+log = logging.getLogger(__name__)
+
+MIN_USERS = MIN_ITEMS = 10
+TOO_SMALL = "The number of users or items is too small to train a model"
+
+
+@dataclass
+class TenantResult:
+    tenant: str
+    status: str  # published | not_trained | failed | skipped | stale
+    message: str
+    version: str | None = None
+    algorithm: str = ""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    epochs: int = 0
+    components: int = 0
+
+
+class Progress:
+    """Receives progress of a run; the CLI prints it, the worker logs it."""
+
+    def stage(self, tenant: str, name: str) -> None:
+        log.info("tenant %s: %s", tenant, name)
+
+    def epoch(self, tenant: str, epoch: int, precision: float) -> None:
+        log.debug("tenant %s: epoch %d validation P@10 %.4f", tenant, epoch, precision)
+
+
+class ModelStoreError(OSError):
+    """ML_MODELS_DIR cannot take the model (full, read-only, missing permissions)."""
+
+
+@contextmanager
+def _timed(result: TenantResult, name: str, progress: Progress) -> Iterator[None]:
+    progress.stage(result.tenant, name)
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.stage_seconds[name] = round(time.perf_counter() - started, 3)
+
+
+def _load(settings: Settings, tenant: str, export_dir: Path | None,
+          scratch: Path) -> export.TenantExport:
+    source = export_dir or settings.export_dir
+    if source is None:
+        download.fetch_tenant(settings, tenant, scratch)
+        source = scratch
+    return export.load_tenant(source, tenant)
+
+
+def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
+                 algorithm: str | None = None, force: bool = False,
+                 export_dir: Path | None = None, progress: Progress | None = None,
+                 params: train.TrainParams | None = None) -> TenantResult:
+    """Run the whole pipeline for one tenant. Infrastructure errors raise; data errors return."""
+    algorithm = algorithm or settings.algorithm
+    progress = progress or Progress()
+    result = TenantResult(tenant, "failed", "", algorithm=algorithm)
+    store.collect_garbage(client, tenant, settings.publish_grace_seconds)
+    with tempfile.TemporaryDirectory(prefix="ml-export-") as scratch:
+        try:
+            with _timed(result, "load", progress):
+                data = _load(settings, tenant, export_dir, Path(scratch))
+        except export.ExportError as exc:
+            result.message = f"export rejected: {exc}"
+            summary.append(settings.logs_dir, algorithm, tenant, result.message)
+            log.error("tenant %s: %s", tenant, result.message)
+            return result
+        except download.DownloadError as exc:
+            summary.append(settings.logs_dir, algorithm, tenant, f"download failed: {exc}")
+            raise
+    result.counts = {"users": len(data.users), "items": len(data.items),
+                     "interactions": len(data.interactions)}
+    published = store.current_meta(client, tenant)
+    if (not force and published and published.get("export_fingerprint") == data.fingerprint
+            and published.get("algorithm") == algorithm):
+        result.status, result.version = "skipped", published.get("version")
+        result.message = "this export is already published"
+        return result
+    version = store.new_version()
+    meta = {"status": "trained", "algorithm": algorithm, "n_users": len(data.users),
+            "n_items": len(data.items), "n_interactions": len(data.interactions),
+            "export_fingerprint": data.fingerprint, "top_k": settings.top_k}
+    if len(data.users) < MIN_USERS or len(data.items) < MIN_ITEMS:
+        meta.update(status="not_trained", message=TOO_SMALL)
+        arrays: dict[str, np.ndarray] = {}
+        result.status, result.message = "not_trained", TOO_SMALL
+    else:
+        arrays = _fit(data, algorithm, settings, params or train.TrainParams(), result, progress,
+                      meta)
+        result.status = "published"
+    meta["trained_at"] = round(time.time(), 3)
+    with _timed(result, "save", progress):
+        try:
+            modelfile.save(settings.models_dir, tenant, version, arrays, meta)
+        except OSError as exc:
+            raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
+                                  f"{settings.models_dir}: {exc}") from exc
+    with _timed(result, "publish", progress):
+        try:
+            publish_arrays(client, tenant, version, arrays, meta, settings.top_k)
+        except store.StaleVersionError as exc:
+            result.status, result.message = "stale", str(exc)
+            return result
+    modelfile.mark_current(settings.models_dir, tenant, version)
+    store.collect_garbage(client, tenant, settings.publish_grace_seconds)
+    result.version = version
+    if result.status == "published":
+        result.message = (f"trained: P@10 {result.metrics['precision_at_10']:.4f}, "
+                          f"R@10 {result.metrics['recall_at_10']:.4f}, "
+                          f"AUC {result.metrics['auc']:.4f}")
+    summary.append(settings.logs_dir, algorithm, tenant, result.message, result.epochs,
+                   result.components, result.metrics.get("auc", ""))
+    return result
+
+
+def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
+         params: train.TrainParams, result: TenantResult, progress: Progress,
+         meta: dict) -> dict[str, np.ndarray]:
+    with _timed(result, "features", progress):
+        fs = features.build(data, algorithm)
+    with _timed(result, "fit", progress):
+        fitted = train.fit(fs, params, settings.num_threads,
+                           on_epoch=lambda e, p: progress.epoch(data.tenant, e, p))
+    result.epochs, result.components = fitted.epochs, params.components
+    result.metrics = {"precision_at_10": fitted.validation["precision"],
+                      "recall_at_10": fitted.validation["recall"],
+                      "ndcg_at_10": fitted.validation["ndcg"],
+                      "auc": fitted.validation["auc"]}
+    meta.update(epochs=fitted.epochs, components=params.components,
+                **{k: round(v, 6) for k, v in result.metrics.items()})
+    meta["params"] = dict(params.__dict__)
+    return saved_arrays(data, fitted.model, fs)
+
+
+def restore(settings: Settings, client: redis.Redis,
+            tenants: list[str] | None = None) -> list[TenantResult]:
+    """Republish the saved current models (e.g. into an empty Redis) without retraining."""
+    results = []
+    for tenant in tenants or modelfile.saved_tenants(settings.models_dir):
+        version = modelfile.current_version(settings.models_dir, tenant)
+        result = TenantResult(tenant, "failed", "", version=version)
+        if version is None:
+            result.message = "no saved model"
+            results.append(result)
+            continue
+        arrays, meta = modelfile.load(settings.models_dir, tenant, version)
+        result.algorithm = meta.get("algorithm", "")
+        new = store.new_version()
+        try:
+            publish_arrays(client, tenant, new, arrays, meta, settings.top_k)
+        except store.StaleVersionError as exc:
+            result.status, result.message = "stale", str(exc)
+        else:
+            result.status, result.version = "published", new
+            result.message = f"restored from {version}"
+        results.append(result)
+    return results

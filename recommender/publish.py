@@ -1,0 +1,97 @@
+"""The arrays a trained tenant is made of, and their publication to Redis.
+
+``saved_arrays`` is the one representation of a trained tenant: it is written to ML_MODELS_DIR
+(recommender.modelfile) and published from, so a fresh run and ``restore`` publish the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import redis
+import scipy.sparse as sp
+
+from recommender import store, topk
+from recommender.export import TenantExport
+from recommender.features import FeatureSet
+from recommender.train import LightFM, representations
+
+
+def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet) -> dict[str, np.ndarray]:
+    _, user_emb, item_bias, item_emb = representations(model, fs)
+    positives = fs.interactions.tocsr()
+    popularity = np.diff(positives.tocsc().indptr).astype(np.float32) / max(len(data.users), 1)
+    user_names = fs.user_feature_names or [f"user:{u}" for u in data.users.ids]
+    item_names = fs.item_feature_names or list(data.items.keys)
+    return {
+        "user_ids": data.users.ids.astype(np.int64),
+        "user_emb": user_emb,
+        "item_keys": np.asarray(data.items.keys, dtype=str),
+        "item_numbers": data.items.numbers.astype(np.uint32),
+        "item_types": data.items.types.astype(np.uint8),
+        "item_emb": item_emb,
+        "item_bias": item_bias,
+        "positives_indptr": positives.indptr.astype(np.int64),
+        "positives_indices": positives.indices.astype(np.int32),
+        "popularity": popularity,
+        # LightFM's own parameters per feature, for incremental fits and feature fold-in.
+        "user_feature_embeddings": model.user_embeddings.astype(np.float32),
+        "user_feature_biases": model.user_biases.astype(np.float32),
+        "item_feature_embeddings": model.item_embeddings.astype(np.float32),
+        "item_feature_biases": model.item_biases.astype(np.float32),
+        "user_feature_names": np.asarray(user_names, dtype=str),
+        "item_feature_names": np.asarray(item_names, dtype=str),
+    }
+
+
+def embeddings(arrays: dict[str, np.ndarray]) -> topk.Embeddings:
+    n_users, n_items = len(arrays["user_ids"]), len(arrays["item_numbers"])
+    positives = sp.csr_matrix(
+        (np.ones(len(arrays["positives_indices"]), np.float32), arrays["positives_indices"],
+         arrays["positives_indptr"]), shape=(n_users, n_items))
+    return topk.Embeddings(
+        user_ids=arrays["user_ids"], user_emb=arrays["user_emb"],
+        item_keys=arrays["item_keys"].tolist(), item_numbers=arrays["item_numbers"],
+        item_types=arrays["item_types"], item_emb=arrays["item_emb"],
+        item_bias=arrays["item_bias"], positives=positives, popularity=arrays["popularity"])
+
+
+def model_hash(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """The ``model`` hash the API reads for real-time scoring (docs/redis-keys.md)."""
+    item_emb = arrays["item_emb"]
+    shape = {"n_items": int(item_emb.shape[0]), "dim": int(item_emb.shape[1]),
+             "n_user_features": int(arrays["user_feature_embeddings"].shape[0])}
+    return {
+        "shape": json.dumps(shape).encode(),
+        "item_numbers": arrays["item_numbers"].astype("<u4").tobytes(),
+        "item_types": arrays["item_types"].astype("u1").tobytes(),
+        "item_embeddings": item_emb.astype("<f4").tobytes(),
+        "item_biases": arrays["item_bias"].astype("<f4").tobytes(),
+        "user_feature_embeddings": arrays["user_feature_embeddings"].astype("<f4").tobytes(),
+        "user_feature_biases": arrays["user_feature_biases"].astype("<f4").tobytes(),
+        "user_feature_names": json.dumps(arrays["user_feature_names"].tolist()).encode(),
+    }
+
+
+def publish_arrays(client: redis.Redis, tenant: str, version: str,
+                   arrays: dict[str, np.ndarray], meta: dict[str, Any], top_k: int) -> None:
+    """Write a whole version and switch to it; on any error the partial version is removed."""
+    writer = store.VersionWriter(client, tenant, version)
+    try:
+        if arrays:
+            emb = embeddings(arrays)
+            writer.write_model(model_hash(arrays))
+            writer.write_popular(topk.popular_lists(emb, top_k))
+            for batch in topk.user_lists(emb, top_k):
+                writer.write_users(batch)
+            for batch in topk.similar_lists(emb, top_k):
+                writer.write_items(batch)
+        scalars = {k: v for k, v in meta.items() if isinstance(v, str | int | float)}
+        writer.commit(scalars)
+    except store.StaleVersionError:
+        raise
+    except BaseException:
+        writer.abort()
+        raise

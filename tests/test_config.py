@@ -1,0 +1,72 @@
+"""Bad configuration stops the program at start with one line naming the variable."""
+
+import subprocess
+import sys
+
+import pytest
+
+from recommender.config import ConfigError, from_env
+
+
+def test_defaults_follow_the_original_service(base_env):
+    env = {k: v for k, v in base_env.items() if k not in ("ML_MODELS_DIR", "ML_LOGS_DIR",
+                                                         "ML_NUM_THREADS")}
+    settings = from_env(env)
+    assert str(settings.models_dir) == "data/models"
+    assert str(settings.logs_dir) == "data/logs"
+    assert settings.retrain_freq_minutes == 1440
+    assert settings.num_threads == 4
+    assert settings.algorithm == "hybrid"
+    assert settings.dev is False
+    assert settings.bind == "*:5000"
+    assert settings.gunicorn_bind == ["0.0.0.0:5000"]
+    assert settings.top_k == 50
+    assert settings.redis_url is None and settings.broker_url is None
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("ML_RECOMMENDATION_ALGORITHM", "foo", "expected one of hybrid, partial, mf"),
+    ("ML_NUM_THREADS", "abc", "expected a whole number from 1 to 256"),
+    ("ML_NUM_THREADS", "0", "expected a whole number from 1 to 256"),
+    ("ML_RECOMMENDATION_RETRAIN_FREQ", "-5", "expected a whole number"),
+    ("ML_TOP_K", "5000", "expected a whole number from 1 to 1000"),
+    ("ML_DEV", "yes", "expected 1 (development mode) or unset"),
+    ("ML_BIND", "5000", "expected HOST:PORT"),
+    ("ML_BIND", "*:99999", "expected HOST:PORT"),
+    ("ML_TOTARA_URL", "lms.example.com", "expected a URL starting with http:// or https://"),
+    ("ML_REDIS_URL", "localhost:6379", "expected a URL starting with redis://"),
+    ("ML_BROKER_URL", "rabbit", "expected a URL starting with amqp://"),
+    ("ML_EXPORT_DIR", "/nonexistent/folder", "expected an existing folder"),
+    ("ML_DOWNLOAD_RETRY_DELAY", "soon", "expected a number"),
+])
+def test_each_invalid_value_is_named_with_what_is_accepted(base_env, name, value, expected):
+    with pytest.raises(ConfigError) as error:
+        from_env({**base_env, name: value})
+    message = str(error.value)
+    assert message.startswith(f"{name}={value!r}")
+    assert expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("missing", ["ML_TOTARA_KEY", "ML_TOTARA_URL"])
+def test_the_service_refuses_to_start_without_totara_url_and_key(base_env, missing):
+    env = {k: v for k, v in base_env.items() if k != missing}
+    with pytest.raises(ConfigError, match=f"^{missing} is not set"):
+        from_env(env)
+    # A whitespace-only key is no key: it would never match a signature
+    with pytest.raises(ConfigError, match="ML_TOTARA_KEY is not set"):
+        from_env({**base_env, "ML_TOTARA_KEY": "  "})
+
+
+def test_offline_commands_need_no_totara_settings(base_env):
+    env = {k: v for k, v in base_env.items() if not k.startswith("ML_TOTARA")}
+    assert from_env(env, require_totara=False).totara_key is None
+
+
+def test_a_command_with_bad_configuration_exits_2_with_one_line(base_env, tmp_path):
+    env = {**base_env, "ML_NUM_THREADS": "abc", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "recommender", "train", "--export-dir",
+                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "configuration error: ML_NUM_THREADS='abc': expected a whole number from 1 to 256"]
