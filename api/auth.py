@@ -1,0 +1,73 @@
+"""Contract §1: every request but a few open paths carries Totara's signed headers.
+
+Runs as middleware before routing, so an unsigned request to an unknown path is a 401, not a 404.
+A failure is a plain-text 401 that never repeats the request headers (the original's quirk).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Callable
+
+import falcon
+
+from recommender.signing import USER_AGENT, signature
+
+# Paths anyone may read: they disclose nothing about the model or the data.
+OPEN_PATHS = frozenset({"/", "/favicon.ico", "/livez", "/readyz", "/openapi.json"})
+MAX_SKEW_SECONDS = 30
+INVALID = "Invalid access"
+CLOCKS = "Invalid access. The clocks were not in sync"
+
+# An optional sign and up to 15 digits: anything else (a float, a date) is refused as a 401
+# before int() sees it, so it cannot become a 500.
+_STAMP = re.compile(r"-?[0-9]{1,15}\Z")
+
+
+class AuthState:
+    """The X-Totara-Time of the last authenticated request, for /health-check's variance."""
+
+    def __init__(self) -> None:
+        self.last_time: int | None = None
+
+
+class TotaraAuth:
+    """Falcon middleware checking X-Totara-Time, X-Totara-Ml-Key and the User-Agent."""
+
+    def __init__(self, key: str | None, dev: bool, state: AuthState,
+                 clock: Callable[[], float] = time.time) -> None:
+        # An empty configured key never matches (contract §1); None disables every request.
+        self._key = key or None
+        self._check_agent = not dev
+        self._state = state
+        self._clock = clock
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.path in OPEN_PATHS:
+            return
+        failure = self.check(req.get_header("X-Totara-Time"), req.get_header("X-Totara-Ml-Key"),
+                             req.user_agent)
+        if failure is not None:
+            resp.status = falcon.HTTP_401
+            resp.content_type = falcon.MEDIA_TEXT
+            resp.text = failure
+            resp.complete = True
+
+    def check(self, stamp: str | None, key: str | None, agent: str | None) -> str | None:
+        """None when the headers are valid, else the text of the 401."""
+        if self._key is None or not stamp or not key or _STAMP.match(stamp) is None:
+            return INVALID
+        if self._check_agent and agent != USER_AGENT:
+            return INVALID
+        expected = signature(stamp, self._key).encode("ascii")
+        if not hmac.compare_digest(expected, key.encode("utf-8", "replace")):
+            return INVALID
+        # The clock is judged only once the signature holds: telling a caller without the key
+        # that its clock is off would help nobody but an attacker.
+        sent = int(stamp)
+        if abs(self._clock() - sent) >= MAX_SKEW_SECONDS:
+            return CLOCKS
+        self._state.last_time = sent
+        return None

@@ -1,0 +1,63 @@
+"""The API's Redis client: created lazily in each process, with timeouts Totara can live with.
+
+gunicorn forks workers after loading the configuration and a connection pool must not cross a
+fork, so the client is made on first use and remade if the process id changes. Totara gives up
+after 2 s, so a Redis that is down or stuck must fail a request well before that (it becomes a
+503): short connect and read timeouts and a single immediate retry, which only covers a pooled
+connection that the server closed meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+
+from recommender import redisconn
+from recommender.config import Settings
+
+CONNECT_TIMEOUT = 0.3
+READ_TIMEOUT = 0.8
+
+# What a request turns into a 503 rather than a 500: the store is unreachable or too slow.
+UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def client_options() -> dict[str, object]:
+    return {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": READ_TIMEOUT,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+
+
+class LazyRedis:
+    """Callable returning this process's client for ``settings``, connecting on first call."""
+
+    def __init__(self, settings: Settings,
+                 connect: Callable[..., redis.Redis] = redisconn.connect) -> None:
+        self._settings = settings
+        self._connect = connect
+        self._client: redis.Redis | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> redis.Redis:
+        client = self._client
+        if client is not None and self._pid == os.getpid():
+            return client
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = self._connect(self._settings, **client_options())
+                self._pid = os.getpid()
+            return self._client
+
+
+def fixed(client: redis.Redis) -> Callable[[], redis.Redis]:
+    """A provider for a client made by the caller (tests, benchmarks)."""
+    return lambda: client
