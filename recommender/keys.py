@@ -44,6 +44,11 @@ def lock(tenant: str) -> str:
     return f"ml:{{{tenant}}}:lock"
 
 
+def last_run(tenant: str) -> str:
+    """Hash: outcome of the tenant's latest training run (status, message, at, version, ...)."""
+    return f"ml:{{{tenant}}}:last_run"
+
+
 def recent(tenant: str, user_id: int) -> str:
     """List of the user's latest interaction events (JSON), newest first, bounded, expiring."""
     return f"ml:{{{tenant}}}:recent:{user_id}"

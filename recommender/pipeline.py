@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from recommender import download, export, features, modelfile, store, summary, train
+from recommender import download, export, features, keys, modelfile, store, summary, train
 from recommender.config import Settings
 from recommender.publish import publish_arrays, saved_arrays
 
@@ -26,12 +26,14 @@ log = logging.getLogger(__name__)
 
 MIN_USERS = MIN_ITEMS = 10
 TOO_SMALL = "The number of users or items is too small to train a model"
+# Promotion gate: a new model must reach this share of the published model's validation P@10.
+PROMOTION_RATIO = 0.9
 
 
 @dataclass
 class TenantResult:
     tenant: str
-    status: str  # published | not_trained | failed | skipped | stale
+    status: str  # published | not_trained | rejected | failed | skipped | stale
     message: str
     version: str | None = None
     algorithm: str = ""
@@ -79,10 +81,50 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
                  algorithm: str | None = None, force: bool = False,
                  export_dir: Path | None = None, progress: Progress | None = None,
                  params: train.TrainParams | None = None) -> TenantResult:
-    """Run the whole pipeline for one tenant. Infrastructure errors raise; data errors return."""
-    algorithm = algorithm or settings.algorithm
-    progress = progress or Progress()
-    result = TenantResult(tenant, "failed", "", algorithm=algorithm)
+    """Run the whole pipeline for one tenant. Infrastructure errors raise; data errors return.
+
+    The outcome, whatever it is, is recorded in ``keys.last_run`` for the health check.
+    """
+    result = TenantResult(tenant, "failed", "", algorithm=algorithm or settings.algorithm)
+    try:
+        _run(settings, client, result, force, export_dir, progress or Progress(),
+             params or train.TrainParams())
+    except Exception as exc:
+        result.status, result.message = "failed", f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, download.DownloadError):  # that one is logged where it happens
+            summary.append(settings.logs_dir, result.algorithm, tenant, result.message)
+        _record(client, result)
+        raise
+    _record(client, result)
+    return result
+
+
+def _record(client: redis.Redis, result: TenantResult) -> None:
+    fields = {"status": result.status, "message": result.message, "at": round(time.time(), 3),
+              "version": result.version or "", "algorithm": result.algorithm,
+              "precision_at_10": result.metrics.get("precision_at_10", "")}
+    try:
+        client.hset(keys.last_run(result.tenant), mapping=fields)
+    except redis.RedisError:  # the run's own outcome matters more than its record
+        log.warning("tenant %s: could not record the run's outcome in Redis", result.tenant)
+
+
+def _gate(published: dict[str, str] | None, result: TenantResult) -> str | None:
+    """Why the new model must not replace the published one, or None."""
+    try:
+        old = float((published or {}).get("precision_at_10", ""))
+    except ValueError:
+        return None
+    new = result.metrics["precision_at_10"]
+    if new < PROMOTION_RATIO * old:
+        return (f"not published: validation P@10 {new:.4f} is below {PROMOTION_RATIO:.0%} of "
+                f"the published model's {old:.4f} (train with force to publish anyway)")
+    return None
+
+
+def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: bool,
+         export_dir: Path | None, progress: Progress, params: train.TrainParams) -> None:
+    tenant, algorithm = result.tenant, result.algorithm
     store.collect_garbage(client, tenant, settings.publish_grace_seconds)
     with tempfile.TemporaryDirectory(prefix="ml-export-") as scratch:
         try:
@@ -92,7 +134,7 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
             result.message = f"export rejected: {exc}"
             summary.append(settings.logs_dir, algorithm, tenant, result.message)
             log.error("tenant %s: %s", tenant, result.message)
-            return result
+            return
         except download.DownloadError as exc:
             summary.append(settings.logs_dir, algorithm, tenant, f"download failed: {exc}")
             raise
@@ -103,7 +145,7 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
             and published.get("algorithm") == algorithm):
         result.status, result.version = "skipped", published.get("version")
         result.message = "this export is already published"
-        return result
+        return
     version = store.new_version()
     meta = {"status": "trained", "algorithm": algorithm, "n_users": len(data.users),
             "n_items": len(data.items), "n_interactions": len(data.interactions),
@@ -113,9 +155,15 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
         arrays: dict[str, np.ndarray] = {}
         result.status, result.message = "not_trained", TOO_SMALL
     else:
-        arrays = _fit(data, algorithm, settings, params or train.TrainParams(), result, progress,
-                      meta)
+        arrays = _fit(data, algorithm, settings, params, result, progress, meta)
         result.status = "published"
+        refusal = None if force else _gate(published, result)
+        if refusal:
+            result.status, result.message = "rejected", refusal
+            summary.append(settings.logs_dir, algorithm, tenant, refusal, result.epochs,
+                           result.components, result.metrics["auc"])
+            log.warning("tenant %s: %s", tenant, refusal)
+            return
     meta["trained_at"] = round(time.time(), 3)
     with _timed(result, "save", progress):
         try:
@@ -128,7 +176,7 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
             publish_arrays(client, tenant, version, arrays, meta, settings.top_k)
         except store.StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
-            return result
+            return
     modelfile.mark_current(settings.models_dir, tenant, version)
     store.collect_garbage(client, tenant, settings.publish_grace_seconds)
     result.version = version
@@ -138,7 +186,6 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
                           f"AUC {result.metrics['auc']:.4f}")
     summary.append(settings.logs_dir, algorithm, tenant, result.message, result.epochs,
                    result.components, result.metrics.get("auc", ""))
-    return result
 
 
 def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
