@@ -1,0 +1,166 @@
+"""One received message and what the worker knows about it; and how it is settled.
+
+Settling (ack, retry, dead-letter) happens only on the connection thread, the one that owns the
+channel. A delivery carries the number of the connection it came on: after a reconnect, the
+broker has already redelivered the messages of the old connection, and a late ack on them is
+skipped rather than sent on a channel that no longer exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kombu import Producer
+from kombu.exceptions import MessageStateError
+from kombu.message import Message
+
+from consumer import events
+from consumer.publish import publish_event
+from consumer.retry import ATTEMPT_HEADER, LOCK_WAITS_HEADER, HeldRetries, RetryPolicy, header_int
+from consumer.topology import DEAD_ROUTING_KEY, Topology
+
+log = logging.getLogger("consumer")
+
+DEAD_REASON_HEADER = "x-dead-reason"
+
+
+@dataclass
+class Delivery:
+    message: Message
+    generation: int
+    event: events.Event | None = None
+    invalid: str | None = None  # why the message can never be processed
+    attempt: int = 0  # failed attempts before this delivery
+    lock_waits: int = 0
+    received: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def receive(cls, message: Message, generation: int, decode_error: str | None = None
+                ) -> Delivery:
+        headers = message.headers or {}
+        delivery = cls(message, generation, attempt=header_int(headers, ATTEMPT_HEADER),
+                       lock_waits=header_int(headers, LOCK_WAITS_HEADER))
+        if decode_error is not None:
+            delivery.invalid = decode_error
+        else:
+            try:
+                delivery.event = events.decode(message.body, message.content_type)
+            except events.InvalidEvent as exc:
+                delivery.invalid = str(exc)
+        return delivery
+
+    @property
+    def routing_key(self) -> str:
+        return str((self.message.delivery_info or {}).get("routing_key", ""))
+
+    def describe(self) -> str:
+        if self.event is None:
+            return f"message on {self.routing_key!r}"
+        tenant = self.event.tenant
+        text = f"{self.event.type} {self.event.id}"
+        if tenant is not None:
+            text += f" tenant={tenant}"
+        if self.attempt:
+            text += f" attempt={self.attempt + 1}"
+        return text
+
+
+class Settler:
+    """Ack, delayed retry and dead-letter of deliveries, on the current connection."""
+
+    def __init__(self, topology: Topology, policy: RetryPolicy, clock: Any = time.monotonic
+                 ) -> None:
+        self.topology = topology
+        self.policy = policy
+        self.clock = clock
+        self.producer: Producer | None = None
+        self.generation = 0
+        self.held = HeldRetries()
+        self.counts: dict[str, int] = {}
+        self.worker = socket.gethostname()
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def ack(self, d: Delivery, outcome: str) -> None:
+        if d.generation != self.generation:
+            log.info("%s: %s; not acked (its connection is gone and the broker redelivers it; "
+                     "the copy will be a duplicate)", d.describe(), outcome)
+            self._count("orphaned")
+            return
+        try:
+            d.message.ack()
+        except MessageStateError:
+            log.warning("%s was already settled", d.describe())
+            return
+        self._count("acked")
+        log.info("%s: %s; acked after %.1fs", d.describe(), outcome,
+                 time.monotonic() - d.received)
+
+    def publish(self, event: events.Event, headers: dict[str, Any] | None = None) -> None:
+        if self.producer is None:
+            raise ConnectionError("no broker connection")
+        publish_event(self.producer, self.topology, event, headers)
+
+    def dead_letter(self, d: Delivery, reason: str) -> None:
+        """Keep the message, untouched, in the dead-letter queue with the reason, then ack."""
+        reason = " ".join(reason.split())[:500]
+        log.error("%s dead-lettered: %s", d.describe(), reason)
+        if d.generation != self.generation or self.producer is None:
+            return  # redelivered anyway; the next copy is judged again
+        message = d.message
+        headers = dict(message.headers or {})
+        headers.update({DEAD_REASON_HEADER: reason, "x-original-routing-key": d.routing_key,
+                        ATTEMPT_HEADER: d.attempt, "x-dead-at": int(time.time()),
+                        "x-dead-by": self.worker})
+        body = message.body if message.body is not None else b""
+        self.producer.publish(body, exchange=self.topology.exchange,
+                              routing_key=DEAD_ROUTING_KEY, headers=headers, delivery_mode=2,
+                              content_type=message.content_type or "application/octet-stream",
+                              content_encoding=message.content_encoding or "binary")
+        self._count("dead")
+        self.ack(d, "moved to the dead-letter queue")
+
+    def retry(self, d: Delivery, reason: str) -> None:
+        """Run the event again after a backoff, or dead-letter it when attempts are exhausted."""
+        failed = d.attempt + 1
+        if self.policy.exhausted(failed):
+            self.dead_letter(d, f"gave up after {failed} attempts: {reason}")
+            return
+        delay = self.policy.delay(failed)
+        log.warning("%s failed (%s); retry %d of %d in %.0fs", d.describe(), reason, failed + 1,
+                    self.policy.max_attempts, delay)
+        self._count("retried")
+        self.held.push(self.clock() + delay,
+                       (d, {ATTEMPT_HEADER: failed, LOCK_WAITS_HEADER: d.lock_waits}))
+
+    def wait_for_lock(self, d: Delivery, holder: str | None) -> None:
+        delay = self.policy.lock_delay(d.lock_waits)
+        log.info("%s: tenant is being trained by %s; requeued in %.0fs", d.describe(),
+                 holder or "another worker", delay)
+        self._count("lock_waits")
+        self.held.push(self.clock() + delay,
+                       (d, {ATTEMPT_HEADER: d.attempt, LOCK_WAITS_HEADER: d.lock_waits + 1}))
+
+    def release_due(self, everything: bool = False) -> None:
+        """Publish the retries whose time has come (all of them when stopping), then ack."""
+        due = self.held.pop_all() if everything else self.held.pop_due(self.clock())
+        for d, headers in due:
+            if d.generation != self.generation:
+                continue  # the broker redelivered the original already
+            assert d.event is not None
+            self.publish(d.event, headers)
+            self.ack(d, "republished for a later attempt")
+
+    def forget_old(self) -> int:
+        """After a reconnect: drop held retries of the old connection (already redelivered)."""
+        return len(self.held.remove_if(lambda item: item[0].generation != self.generation))
+
+
+def json_line(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), default=str)

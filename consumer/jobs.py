@@ -1,0 +1,109 @@
+"""The slow work of an event, run on the training thread (never on the connection thread).
+
+- ``train``: take the tenant's lock, call the pipeline, mark the event done, release the lock.
+- fan-out of ``export-ready`` / ``retrain`` without a tenant list: read tenants.csv (a download
+  that can wait minutes while Totara answers 202).
+
+Jobs return an ``Outcome`` or raise; the worker decides on ack, retry or dead-letter.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from consumer.dedup import DoneMarkers
+from consumer.events import Event
+from consumer.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
+from recommender.config import Settings
+
+log = logging.getLogger(__name__)
+
+TrainFn = Callable[..., Any]  # recommender.pipeline.train_tenant's signature
+TenantsFn = Callable[[Settings], list[str]]
+
+# Statuses of recommender.pipeline.TenantResult after which the event is done for good.
+SUCCESS_STATUSES = ("published", "not_trained", "skipped", "stale")
+FAILED = "failed"
+
+
+def default_train_fn(settings: Settings, client: redis.Redis, tenant: str, *,
+                     algorithm: str | None = None, force: bool = False) -> Any:
+    from recommender.pipeline import train_tenant  # imported late: heavy (LightFM, numpy)
+
+    return train_tenant(settings, client, tenant, algorithm=algorithm, force=force)
+
+
+def default_tenants_fn(settings: Settings) -> list[str]:
+    """The tenants of the current export: ML_EXPORT_DIR's tenants.csv, or Totara's."""
+    if settings.export_dir is not None:
+        from recommender.export import read_tenants
+
+        return read_tenants(settings.export_dir)
+    from recommender.download import fetch_tenants
+
+    with tempfile.TemporaryDirectory(prefix="ml-tenants-") as tmp:
+        return fetch_tenants(settings, Path(tmp))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Infrastructure trouble that may pass (Totara busy or down, Redis away, disk)."""
+    try:
+        from recommender.download import DownloadError
+    except ImportError:  # the module is optional for the consumer's own tests
+        DownloadError = None  # noqa: N806
+    if DownloadError is not None and isinstance(exc, DownloadError):
+        return bool(getattr(exc, "retryable", False))
+    return isinstance(exc, redis.RedisError | OSError)
+
+
+@dataclass
+class Outcome:
+    kind: str  # "trained" | "locked" | "duplicate" | "tenants"
+    result: Any = None  # TenantResult for "trained"
+    tenants: list[str] = field(default_factory=list)
+    holder: str | None = None  # who holds the lock, for "locked"
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    client: redis.Redis  # the training thread's own client (long timeouts)
+    markers: DoneMarkers
+    locks: LockRegistry
+    train_fn: TrainFn = default_train_fn
+    tenants_fn: TenantsFn = default_tenants_fn
+    lock_ttl: float = DEFAULT_TTL_SECONDS
+    owner: str | None = None
+
+
+def run_train(ctx: JobContext, event: Event) -> Outcome:
+    tenant = event.fields["tenant"]
+    lock = TenantLock(ctx.client, tenant, ttl=ctx.lock_ttl, owner=ctx.owner)
+    if not lock.acquire():
+        return Outcome("locked", holder=lock.holder())
+    ctx.locks.add(lock)
+    try:
+        with lock.renewing():
+            # The copy that waited for the lock may find its twin finished in the meantime.
+            if ctx.markers.is_done(event.id):
+                return Outcome("duplicate")
+            result = ctx.train_fn(ctx.settings, ctx.client, tenant,
+                                  algorithm=event.fields.get("algorithm"),
+                                  force=bool(event.fields.get("force", False)))
+            # Marked while the lock is still held, so no copy can start between the two.
+            ctx.markers.mark(event.id, str(getattr(result, "status", "?")))
+            return Outcome("trained", result=result)
+    finally:
+        ctx.locks.discard(lock)
+
+
+def run_tenants(ctx: JobContext, event: Event) -> Outcome:
+    tenants = [str(t) for t in ctx.tenants_fn(ctx.settings)]
+    return Outcome("tenants", tenants=tenants)

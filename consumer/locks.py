@@ -1,0 +1,132 @@
+"""Per-tenant training lock in Redis: one training per tenant at a time, across all hosts.
+
+``SET key token NX PX ttl`` takes it; a timer thread renews it while the training runs, so a
+short TTL can be used and a worker that dies frees its tenant within one TTL. Renewal and
+release compare the token first (Lua), so a worker whose lock expired never extends or deletes
+the lock a second worker has taken since.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from recommender import keys
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_SECONDS = 60.0
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def worker_name() -> str:
+    """Who holds a lock, for operators reading the key: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class TenantLock:
+    def __init__(self, client: redis.Redis, tenant: str, *, ttl: float = DEFAULT_TTL_SECONDS,
+                 owner: str | None = None) -> None:
+        self.client = client
+        self.tenant = tenant
+        self.key = keys.lock(tenant)
+        self.ttl_ms = max(1, int(ttl * 1000))
+        self.token = f"{owner or worker_name()}:{uuid.uuid4().hex}"
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self.lost = False  # set when a renewal found the lock gone or taken
+
+    def acquire(self) -> bool:
+        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+
+    def holder(self) -> str | None:
+        value = self.client.get(self.key)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def renew(self) -> bool:
+        ok = bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+        if not ok:
+            self.lost = True
+        return ok
+
+    def release(self) -> bool:
+        self._stop.set()
+        return bool(self._release(keys=[self.key], args=[self.token]))
+
+    def _renew_loop(self) -> None:
+        # Three renewals per TTL: one failed round trip (a Redis blip) does not lose the lock.
+        interval = self.ttl_ms / 3000
+        while not self._stop.wait(interval):
+            try:
+                if not self.renew():
+                    log.warning("lock of tenant %s was lost (expired or taken); the training "
+                                "goes on, the publish step refuses to go back in time", self.tenant)
+                    return
+            except (redis.RedisError, OSError) as exc:
+                log.warning("could not renew the lock of tenant %s: %s", self.tenant, exc)
+
+    @contextmanager
+    def renewing(self) -> Iterator[TenantLock]:
+        """Keep the (acquired) lock alive for the duration of the block, then release it."""
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
+                                         name=f"lock-renew-{self.tenant}")
+        self._renewer.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._renewer.join(timeout=5)
+            try:
+                self.release()
+            except (redis.RedisError, OSError) as exc:
+                # It expires by itself within one TTL.
+                log.warning("could not release the lock of tenant %s: %s", self.tenant, exc)
+
+
+class LockRegistry:
+    """The locks this process holds, so a stopping worker can free them at once."""
+
+    def __init__(self) -> None:
+        self._locks: set[TenantLock] = set()
+        self._mutex = threading.Lock()
+
+    def add(self, lock: TenantLock) -> None:
+        with self._mutex:
+            self._locks.add(lock)
+
+    def discard(self, lock: TenantLock) -> None:
+        with self._mutex:
+            self._locks.discard(lock)
+
+    def release_all(self) -> int:
+        with self._mutex:
+            held, self._locks = list(self._locks), set()
+        released = 0
+        for lock in held:
+            try:
+                released += lock.release()
+            except (redis.RedisError, OSError):
+                pass
+        return released

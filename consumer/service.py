@@ -1,0 +1,86 @@
+"""Wiring of a worker process: configuration, logging, Redis clients, signals, the loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from consumer import broker, jobs
+from consumer.dedup import DoneMarkers
+from consumer.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
+from consumer.retry import RetryPolicy
+from consumer.worker import Worker
+from recommender.config import ConfigError, Settings, load_or_exit
+from recommender.redisconn import connect
+
+log = logging.getLogger("consumer")
+
+# The connection thread's Redis calls (duplicate markers, interactions, scheduler) are small; a
+# Redis that does not answer within this must not stall heartbeats for long.
+LOOP_REDIS_TIMEOUT = 5.0
+
+
+def load_settings() -> Settings:
+    """The worker needs Totara's URL and key unless it trains from ``ML_EXPORT_DIR``."""
+    settings = load_or_exit(require_totara=False)
+    if settings.export_dir is None:
+        settings = load_or_exit(require_totara=True)
+    return settings
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    # kombu logs every reconnect attempt with a traceback at WARNING; ours is one line.
+    logging.getLogger("kombu.mixins").setLevel(logging.ERROR)
+
+
+def build_worker(settings: Settings, *, train_fn: jobs.TrainFn | None = None,
+                 tenants_fn: jobs.TenantsFn | None = None, prefix: str | None = None,
+                 policy: RetryPolicy | None = None, lock_ttl: float = DEFAULT_TTL_SECONDS,
+                 schedule_seconds: int | None = None, stop_grace: float = 8.0,
+                 alive_file: Path | None = None) -> Worker:
+    """A worker on the configured broker and Redis; tests pass fakes for the slow parts."""
+    connection, topology = broker.from_settings(settings, prefix)
+    loop_client = connect(settings, socket_timeout=LOOP_REDIS_TIMEOUT,
+                          socket_connect_timeout=LOOP_REDIS_TIMEOUT)
+    training_client = connect(settings)
+    context = jobs.JobContext(settings=settings, client=training_client,
+                              markers=DoneMarkers(training_client), locks=LockRegistry(),
+                              train_fn=train_fn or jobs.default_train_fn,
+                              tenants_fn=tenants_fn or jobs.default_tenants_fn,
+                              lock_ttl=lock_ttl, owner=worker_name())
+    if schedule_seconds is None:
+        schedule_seconds = settings.retrain_freq_minutes * 60
+    return Worker(connection, topology, client=loop_client, context=context, policy=policy,
+                  schedule_seconds=schedule_seconds or None, stop_grace=stop_grace,
+                  alive_file=alive_file)
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        worker.request_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_worker(settings: Settings | None = None, **options: object) -> int:
+    """``python -m consumer``: consume until SIGTERM/SIGINT; returns the exit status."""
+    settings = settings or load_settings()
+    setup_logging(settings.log_level)
+    try:
+        worker = build_worker(settings, **options)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    install_signal_handlers(worker)
+    log.info("worker %s starting (retrain every %d min)", worker.context.owner,
+             settings.retrain_freq_minutes)
+    worker.serve()
+    log.info("worker stopped")
+    return 0

@@ -1,0 +1,109 @@
+"""Exchange, queues and routing keys of the service (docs/events.md).
+
+One durable direct exchange ``totara_ml`` routes by event type:
+
+- ``totara_ml.events``: ``export-ready``, ``retrain``, ``train``. Prefetch 1, so a worker that is
+  training holds one message and the next tenant goes to another worker.
+- ``totara_ml.interactions``: ``interaction``. Its own queue and channel, so interaction events
+  are recorded while the same worker trains (they would otherwise wait behind a long fit).
+- ``totara_ml.dead``: routing key ``dead``; poison messages and exhausted retries, published by
+  the worker itself with the reason in the ``x-dead-reason`` header. That works on every
+  transport (kombu's Redis transport has no native dead-lettering).
+
+On AMQP the queues also name the exchange as their ``x-dead-letter-exchange``, and the exchange
+has an alternate exchange ``totara_ml.unrouted`` (fanout, bound to the dead queue), so messages
+with an unknown routing key are kept instead of silently dropped. The prefix is ``totara_ml``
+unless ``ML_BROKER_PREFIX`` says otherwise (tests use a unique one each).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from kombu import Exchange, Queue, binding
+
+from consumer import events
+
+DEFAULT_PREFIX = "totara_ml"
+DEAD_ROUTING_KEY = "dead"
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+EVENT_KEYS = (events.EXPORT_READY, events.RETRAIN, events.TRAIN)
+INTERACTION_KEYS = (events.INTERACTION,)
+
+
+def prefix_from_env(env: dict[str, str] | None = None) -> str:
+    """``ML_BROKER_PREFIX`` or ``totara_ml``; a bad value exits like every config error."""
+    env = os.environ if env is None else env
+    raw = env.get("ML_BROKER_PREFIX", "").strip() or DEFAULT_PREFIX
+    if not _PREFIX.match(raw):
+        from recommender.config import ConfigError
+
+        raise ConfigError(f"ML_BROKER_PREFIX={raw!r}: expected letters, digits and _.- only")
+    return raw
+
+
+def is_amqp(url: str) -> bool:
+    return url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+@dataclass(frozen=True)
+class Topology:
+    prefix: str = DEFAULT_PREFIX
+    amqp: bool = True  # broker-side extras (DLX, alternate exchange) only where they exist
+
+    @property
+    def exchange(self) -> Exchange:
+        arguments = {"alternate-exchange": f"{self.prefix}.unrouted"} if self.amqp else None
+        return Exchange(self.prefix, type="direct", durable=True, delivery_mode="persistent",
+                        arguments=arguments)
+
+    @property
+    def unrouted_exchange(self) -> Exchange:
+        return Exchange(f"{self.prefix}.unrouted", type="fanout", durable=True)
+
+    def _queue(self, suffix: str, keys: tuple[str, ...]) -> Queue:
+        arguments = None
+        if self.amqp:
+            arguments = {"x-dead-letter-exchange": self.prefix,
+                         "x-dead-letter-routing-key": DEAD_ROUTING_KEY}
+        # No exchange= here: kombu would add a binding with an empty routing key.
+        return Queue(f"{self.prefix}.{suffix}",
+                     bindings=[binding(self.exchange, routing_key=k) for k in keys],
+                     durable=True, auto_delete=False, queue_arguments=arguments)
+
+    @property
+    def events_queue(self) -> Queue:
+        return self._queue("events", EVENT_KEYS)
+
+    @property
+    def interactions_queue(self) -> Queue:
+        return self._queue("interactions", INTERACTION_KEYS)
+
+    @property
+    def dead_queue(self) -> Queue:
+        bindings = [binding(self.exchange, routing_key=DEAD_ROUTING_KEY)]
+        if self.amqp:
+            bindings.append(binding(self.unrouted_exchange, routing_key=""))
+        return Queue(f"{self.prefix}.dead", bindings=bindings, durable=True, auto_delete=False)
+
+    @property
+    def queues(self) -> list[Queue]:
+        return [self.events_queue, self.interactions_queue, self.dead_queue]
+
+    def declare(self, channel: object) -> None:
+        """Declare everything, idempotently; publishers and workers both call it."""
+        if self.amqp:
+            self.unrouted_exchange.bind(channel).declare()
+        self.exchange.bind(channel).declare()
+        for queue in self.queues:
+            queue.bind(channel).declare()
+
+    def delete(self, channel: object) -> None:
+        """Remove every queue and exchange of this prefix (tests and uninstall)."""
+        for queue in self.queues:
+            queue.bind(channel).delete()
+        self.exchange.bind(channel).delete()
+        if self.amqp:
+            self.unrouted_exchange.bind(channel).delete()
