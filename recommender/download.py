@@ -1,0 +1,144 @@
+"""Download Totara's export files (contract §4) with signed requests.
+
+``GET {ML_TOTARA_URL}/pluginfile.php/1/ml_recommender/export/<file>``: 200 is the file, 202 means
+the export is still being written (wait and ask again), 204 on tenants.csv means multi-tenancy is
+off, 404 means a bad signature, an unknown file or the feature switched off.
+
+Files are streamed to a temporary name next to their destination and renamed when complete, so
+a reader never sees half a file. Every attempt is signed afresh: a signature is only valid for
+30 seconds and the waits between attempts are longer than that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+from recommender import export
+from recommender.config import Settings
+from recommender.signing import signed_headers
+
+log = logging.getLogger(__name__)
+
+EXPORT_PATH = "/pluginfile.php/1/ml_recommender/export/"
+CHUNK = 1 << 20
+
+Sleep = Callable[[float], None]
+
+
+class DownloadError(Exception):
+    """The export could not be fetched; ``retryable`` when trying again later may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _url(settings: Settings, name: str) -> str:
+    if not settings.totara_url or not settings.totara_key:
+        raise DownloadError("ML_TOTARA_URL and ML_TOTARA_KEY are needed to download the export",
+                            retryable=False)
+    return settings.totara_url.rstrip("/") + EXPORT_PATH + name
+
+
+def _status_error(name: str, status: int) -> DownloadError:
+    if status == 404:
+        return DownloadError(f"{name}: Totara answered 404 (bad or stale signature - check that "
+                             "ML_TOTARA_KEY equals ml_service_key and the clocks agree -, "
+                             "unknown file, or the recommender export is disabled)",
+                             retryable=False)
+    # A server error may pass; any other answer means a wrong URL or set-up, which will not.
+    return DownloadError(f"{name}: Totara answered HTTP {status}", retryable=status >= 500)
+
+
+def _save(response: requests.Response, target: Path) -> int:
+    """Stream the body into ``target`` atomically; the number of bytes written."""
+    expected = response.headers.get("Content-Length")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    written = 0
+    try:
+        with open(partial, "wb") as out:
+            for chunk in response.iter_content(CHUNK):
+                out.write(chunk)
+                written += len(chunk)
+        if expected is not None and expected.isdigit() and int(expected) != written:
+            raise DownloadError(f"{target.name}: the download stopped after {written} of "
+                                f"{expected} bytes", retryable=True)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return written
+
+
+def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = time.sleep,
+                  session: requests.Session | None = None) -> bool:
+    """Fetch one export file into ``dest/name``; False when Totara answered 204 (no content).
+
+    202 is retried ``settings.download_retries`` times, ``settings.download_retry_delay``
+    seconds apart. Anything else that is not 200 raises DownloadError.
+    """
+    url = _url(settings, name)
+    dest.mkdir(parents=True, exist_ok=True)
+    http = session or requests.Session()
+    try:
+        for attempt in range(settings.download_retries + 1):
+            started = time.monotonic()
+            try:
+                # The key is only ever hashed into the headers, never logged or put in errors.
+                with http.get(url, headers=signed_headers(settings.totara_key or ""),
+                              stream=True, timeout=settings.download_timeout,
+                              allow_redirects=False) as response:
+                    if response.status_code == 200:
+                        size = _save(response, dest / name)
+                        log.info("downloaded %s: %d bytes in %.1f s", name, size,
+                                 time.monotonic() - started)
+                        return True
+                    if response.status_code == 204:
+                        return False
+                    if response.status_code != 202:
+                        raise _status_error(name, response.status_code)
+            except requests.Timeout:
+                raise DownloadError(f"{name}: Totara did not answer within "
+                                    f"{settings.download_timeout:g} s", retryable=True) from None
+            except requests.exceptions.ChunkedEncodingError:
+                raise DownloadError(f"{name}: the connection broke during the download",
+                                    retryable=True) from None
+            except requests.RequestException as exc:
+                # requests' messages hold the URL and the cause, never the request headers.
+                raise DownloadError(f"{name}: could not download from {settings.totara_url}: "
+                                    f"{type(exc).__name__}: {str(exc)[:300]}",
+                                    retryable=True) from None
+            if attempt < settings.download_retries:
+                log.info("%s: Totara is still writing the export (202), asking again in %g s",
+                         name, settings.download_retry_delay)
+                sleep(settings.download_retry_delay)
+    finally:
+        if session is None:
+            http.close()
+    raise DownloadError(f"{name}: the export was still not ready (202) after "
+                        f"{settings.download_retries} retries", retryable=True)
+
+
+def fetch_tenants(settings: Settings, dest: Path, *, sleep: Sleep = time.sleep,
+                  session: requests.Session | None = None) -> list[str]:
+    """Download tenants.csv into ``dest`` and return its tenants; ["0"] when Totara says 204."""
+    if not download_file(settings, export.TENANTS_FILE, dest, sleep=sleep, session=session):
+        # No file means no multi-tenancy; a stale copy from an earlier run must not say otherwise.
+        (dest / export.TENANTS_FILE).unlink(missing_ok=True)
+        return ["0"]
+    return export.read_tenants(dest)
+
+
+def fetch_tenant(settings: Settings, tenant: str, dest: Path, *, sleep: Sleep = time.sleep,
+                 session: requests.Session | None = None) -> None:
+    """Download one tenant's three files into ``dest``, in the order Totara's own service uses."""
+    for name in (export.interactions_file(tenant), export.users_file(tenant),
+                 export.items_file(tenant)):
+        if not download_file(settings, name, dest, sleep=sleep, session=session):
+            raise DownloadError(f"{name}: Totara answered 204 (no content) for a data file",
+                                retryable=False)
