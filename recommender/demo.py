@@ -312,8 +312,12 @@ def _php_field(values: pa.Array) -> pa.Array:
     return pc.if_else(needs, quoted, values)
 
 
-def _write_csv(path: Path, columns: dict[str, pa.Array]) -> None:
-    """One string per line built in arrow, then the value buffer written as it is."""
+def write_php_csv(path: Path, columns: dict[str, pa.Array]) -> None:
+    """Write a CSV file the way PHP's fputcsv does (quotes only where needed, ``\\n``), atomically.
+
+    Each line is built as one arrow string and the whole value buffer is written at once, which
+    is what makes millions of rows take about a second.
+    """
     header = ",".join(f'"{c}"' if any(ch in c for ch in ',"\\\n\r\t ') else c for c in columns)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as out:
@@ -352,7 +356,7 @@ def write_demo_export(dest: Path, *, tenants: int = 3, users: int = 2000, items:
         rows = _interactions(rng, round(interactions * scale), user_columns["user_id"].to_numpy(),
                              user_cluster, item_columns["item_id"], item_cluster, now)
         assert tuple(user_columns) == USER_COLUMNS and tuple(rows) == INTERACTION_COLUMNS
-        _write_csv(dest / users_file(tenant), user_columns)
-        _write_csv(dest / items_file(tenant), item_columns)
-        _write_csv(dest / interactions_file(tenant), rows)
+        write_php_csv(dest / users_file(tenant), user_columns)
+        write_php_csv(dest / items_file(tenant), item_columns)
+        write_php_csv(dest / interactions_file(tenant), rows)
     return ids
