@@ -133,7 +133,7 @@ class Settler:
             self.dead_letter(d, f"gave up after {failed} attempts: {reason}")
             return
         delay = self.policy.delay(failed)
-        log.warning("%s failed (%s); retry %d of %d in %.0fs", d.describe(), reason, failed + 1,
+        log.warning("%s failed (%s); retry %d of %d in %.1fs", d.describe(), reason, failed + 1,
                     self.policy.max_attempts, delay)
         self._count("retried")
         self.held.push(self.clock() + delay,
@@ -141,7 +141,7 @@ class Settler:
 
     def wait_for_lock(self, d: Delivery, holder: str | None) -> None:
         delay = self.policy.lock_delay(d.lock_waits)
-        log.info("%s: tenant is being trained by %s; requeued in %.0fs", d.describe(),
+        log.info("%s: tenant is being trained by %s; requeued in %.1fs", d.describe(),
                  holder or "another worker", delay)
         self._count("lock_waits")
         self.held.push(self.clock() + delay,

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish one event for the recommender workers (docs/events.md).")
     parser.add_argument("--id", dest="event_id", help="event id (default: a new UUID)")
     parser.add_argument("--dry-run", action="store_true", help="print the event, do not send it")
+    parser.add_argument("--connect-retries", type=int, default=3, metavar="N",
+                        help="connection attempts after the first one fails (default 3)")
     kinds = parser.add_subparsers(dest="type", required=True, metavar="TYPE")
 
     ready = kinds.add_parser(events.EXPORT_READY, help="a Totara export finished: train all")
@@ -115,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with connection:
-            connection.ensure_connection(max_retries=3, interval_start=0.5, interval_step=1,
-                                         interval_max=3)
+            connection.ensure_connection(max_retries=max(0, args.connect_retries),
+                                         interval_start=0.5, interval_step=1, interval_max=3)
             send(connection, topology, event)
     except Exception as exc:  # noqa: BLE001 - one line for cron mail, not a traceback
         print(f"could not publish to {connection.as_uri()}: {exc}", file=sys.stderr)

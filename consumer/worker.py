@@ -83,7 +83,12 @@ class Worker(ConsumerMixin):
             if dropped:
                 log.info("reconnected; %d message(s) of the old connection are redelivered "
                          "by the broker", dropped)
-            yield conn
+            try:
+                yield conn
+            finally:
+                # Also on a dropped connection, where ConsumerMixin skips on_consume_end.
+                self.ready = False
+                self.settler.producer = None
 
     def _raise_if_stopping(self) -> None:
         if self._stop_deadline is not None:
@@ -122,10 +127,6 @@ class Worker(ConsumerMixin):
         self.ready = True
         log.info("consuming %s and %s on %s", self.topology.events_queue.name,
                  self.topology.interactions_queue.name, connection.as_uri())
-
-    def on_consume_end(self, connection: Connection, channel: Any) -> None:
-        self.ready = False
-        self.settler.producer = None
 
     # -- receiving (connection thread, possibly nested in a publish confirm wait) -------------
 
@@ -293,7 +294,7 @@ class Worker(ConsumerMixin):
         now = time.monotonic()
         if self._stop_deadline is None:
             self._stop_deadline = now + self.stop_grace
-            log.info("stopping: no new messages; waiting up to %.0fs for the one in hand",
+            log.info("stopping: no new messages; waiting up to %.1fs for the one in hand",
                      self.stop_grace)
         else:
             self._stop_deadline = now

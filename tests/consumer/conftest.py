@@ -30,7 +30,7 @@ def prefix() -> str:
 @pytest.fixture
 def memory_url(prefix: str) -> Iterator[str]:
     """kombu's in-process broker; state is global, so every test has its own names."""
-    url = "memory://"
+    url = "memory://localhost/"
     yield url
     with Connection(url) as connection, connection.channel() as channel:
         Topology(prefix, amqp=False).delete(channel)

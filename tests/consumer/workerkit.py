@@ -62,6 +62,9 @@ class FakeTrainer:
         self.calls: list[tuple[str, str | None, bool]] = []
         self.running = 0
         self.max_running = 0
+        self.running_by_tenant: dict[str, int] = {}
+        self.max_by_tenant: dict[str, int] = {}
+        self.barrier: threading.Barrier | None = None  # set to require trainings to overlap
         self.started = threading.Event()
         self._mutex = threading.Lock()
 
@@ -71,9 +74,14 @@ class FakeTrainer:
             self.calls.append((tenant, algorithm, force))
             self.running += 1
             self.max_running = max(self.max_running, self.running)
+            now = self.running_by_tenant.get(tenant, 0) + 1
+            self.running_by_tenant[tenant] = now
+            self.max_by_tenant[tenant] = max(self.max_by_tenant.get(tenant, 0), now)
             error = self.errors.pop(0) if self.errors else None
         self.started.set()
         try:
+            if self.barrier is not None:
+                self.barrier.wait(10)
             if self.gate is not None:
                 assert self.gate.wait(10), "test gate never opened"
             if self.seconds:
@@ -85,6 +93,7 @@ class FakeTrainer:
         finally:
             with self._mutex:
                 self.running -= 1
+                self.running_by_tenant[tenant] -= 1
 
     def tenants(self) -> list[str]:
         return [call[0] for call in self.calls]
@@ -93,12 +102,13 @@ class FakeTrainer:
 def make_worker(url: str, prefix: str, settings: Any, client: Any, trainer: Any, *,
                 tenants: list[str] | None = None, policy: RetryPolicy = FAST_POLICY,
                 lock_ttl: float = 1.0, schedule_seconds: int | None = None,
-                stop_grace: float = 0.5, owner: str | None = None) -> Worker:
+                stop_grace: float = 0.5, owner: str | None = None, heartbeat: int = 30
+                ) -> Worker:
     context = jobs.JobContext(settings=settings, client=client, markers=DoneMarkers(client),
                               locks=LockRegistry(), train_fn=trainer,
                               tenants_fn=lambda s: list(tenants or []), lock_ttl=lock_ttl,
                               owner=owner)
-    connection = Connection(url, heartbeat=30 if is_amqp(url) else 0)
+    connection = Connection(url, heartbeat=heartbeat if is_amqp(url) else 0)
     return Worker(connection, Topology(prefix, amqp=is_amqp(url)), client=client,
                   context=context, policy=policy, schedule_seconds=schedule_seconds,
                   safety_interval=0.05, stop_grace=stop_grace,

@@ -1,0 +1,92 @@
+"""Real worker processes (tests/consumer/slow_worker.py) killed or stopped mid-training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+from workerkit import queue_depth, wait_for
+
+from consumer import events
+from consumer.publish import send
+from consumer.topology import Topology
+from recommender import keys
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = Path(__file__).resolve().parent / "slow_worker.py"
+
+
+@pytest.fixture
+def spawn(amqp, prefix, base_env, real_redis_url, tmp_path):
+    """Start worker processes on the real RabbitMQ and Redis; all are killed at the end."""
+    children: list[subprocess.Popen] = []
+
+    def start(seconds: float, name: str) -> subprocess.Popen:
+        env = {**base_env, "ML_BROKER_URL": amqp, "ML_BROKER_PREFIX": prefix,
+               "ML_REDIS_URL": real_redis_url, "SLOW_TRAIN_SECONDS": str(seconds),
+               "TEST_LOCK_TTL": "1.5", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        child = subprocess.Popen([sys.executable, str(SCRIPT)], env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait(10)
+
+
+def publish_train(url: str, prefix: str, tenant: str) -> Topology:
+    topology = Topology(prefix, amqp=True)
+    with Connection(url) as connection:
+        send(connection, topology, events.make_event(events.TRAIN, tenant=tenant))
+    return topology
+
+
+def starts(client) -> list[str]:
+    return [s.decode() for s in client.lrange("test:starts", 0, -1)]
+
+
+def test_worker_killed_mid_training_leaves_the_message_to_another_worker(
+        spawn, amqp, prefix, real_redis):
+    topology = publish_train(amqp, prefix, "7")
+    victim = spawn(30, "victim")
+    wait_for(lambda: starts(real_redis), timeout=15)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(5)
+    # The lock of the dead worker is still there; it expires, it is not stolen.
+    assert real_redis.get(keys.lock("7")) is not None
+    survivor = spawn(0.5, "survivor")
+    wait_for(lambda: real_redis.get("test:trained:7") is not None, timeout=20)
+    with Connection(amqp) as connection:
+        wait_for(lambda: queue_depth(connection, topology.events_queue) == 0)
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(10) == 0
+    assert int(real_redis.get("test:trained:7")) == 1
+    pids = {entry.split(":")[1] for entry in starts(real_redis)}
+    assert pids == {str(victim.pid), str(survivor.pid)}
+
+
+def test_sigterm_mid_training_hands_the_message_back_and_exits_cleanly(
+        spawn, amqp, prefix, real_redis):
+    topology = publish_train(amqp, prefix, "8")
+    stopping = spawn(30, "stopping")
+    wait_for(lambda: starts(real_redis), timeout=15)
+    stopping.send_signal(signal.SIGTERM)
+    assert stopping.wait(10) == 0
+    assert real_redis.get(keys.lock("8")) is None  # freed at once, no TTL wait
+    with Connection(amqp) as connection:
+        assert queue_depth(connection, topology.events_queue) == 1
+    successor = spawn(0.2, "successor")
+    wait_for(lambda: real_redis.get("test:trained:8") is not None, timeout=20)
+    successor.send_signal(signal.SIGTERM)
+    assert successor.wait(10) == 0
+    assert len(starts(real_redis)) == 2
