@@ -1,0 +1,141 @@
+"""The tenant pipeline from export files to published lists, and what it refuses to publish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recommender import config, demo, export, keys, modelfile, packing, pipeline, store, summary
+from recommender.train import TrainParams
+
+FAST = TrainParams(components=16, max_epochs=8, patience=2)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("export")
+    demo.write_demo_export(folder, tenants=2, users=150, items=60, interactions=3000, seed=3)
+    return folder
+
+
+@pytest.fixture
+def settings(base_env, export_dir) -> config.Settings:
+    return config.from_env({**base_env, "ML_EXPORT_DIR": str(export_dir), "ML_TOP_K": "20"})
+
+
+def _train(settings, client, tenant="0", **kwargs) -> pipeline.TenantResult:
+    return pipeline.train_tenant(settings, client, tenant, params=FAST, **kwargs)
+
+
+def _user_ids(export_dir: Path, tenant: str) -> list[int]:
+    return export.load_tenant(export_dir, tenant).users.ids.tolist()
+
+
+def test_training_publishes_a_list_for_every_user_and_every_item(settings, fake_redis,
+                                                                  export_dir):
+    result = _train(settings, fake_redis, "1")
+    assert result.status == "published", result.message
+    version = store.current_version(fake_redis, "1")
+    assert version == result.version
+    data = export.load_tenant(export_dir, "1")
+    for user_id in data.users.ids.tolist():
+        blob = fake_redis.hget(keys.user_bucket("1", version, user_id), str(user_id))
+        assert blob is not None, user_id
+        assert all(len(ids) <= 20 for ids, _ in packing.unpack_all(blob))
+    for key, number in zip(data.items.keys, data.items.numbers.tolist(), strict=True):
+        assert fake_redis.hexists(keys.item_bucket("1", version, number), key), key
+    meta = store.current_meta(fake_redis, "1")
+    assert int(meta["n_items"]) == len(data.items) and meta["status"] == "trained"
+    assert fake_redis.exists(keys.model("1", version), keys.popular("1", version)) == 2
+    # And the run is in train_summary.log, the model on disk, the outcome in last_run
+    assert summary.read(settings.logs_dir)[-1]["TENANT_ID"] == "1"
+    assert modelfile.current_version(settings.models_dir, "1") == version
+    assert fake_redis.hget(keys.last_run("1"), "status") == b"published"
+
+
+def test_a_malformed_export_leaves_the_published_lists_untouched(settings, fake_redis,
+                                                                 export_dir, tmp_path):
+    good = _train(settings, fake_redis, "0")
+    # Given a new export whose interactions file has a broken row on line 3
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("tenants.csv", "user_data_0.csv", "item_data_0.csv"):
+        (broken / name).write_bytes((export_dir / name).read_bytes())
+    lines = (export_dir / "user_interactions_0.csv").read_text().splitlines()
+    lines[2] = "abc," + lines[2].split(",", 1)[1]
+    (broken / "user_interactions_0.csv").write_text("\n".join(lines) + "\n")
+    # When it is trained
+    result = _train(settings, fake_redis, "0", export_dir=broken, force=True)
+    # Then the run fails naming the file and line, and the old version is still served
+    assert result.status == "failed"
+    assert "user_interactions_0.csv" in result.message and "line 3" in result.message
+    assert store.current_version(fake_redis, "0") == good.version
+    assert "user_interactions_0.csv" in summary.read(settings.logs_dir)[-1]["MSG"]
+
+
+def test_the_same_export_is_not_trained_twice_unless_forced(settings, fake_redis):
+    first = _train(settings, fake_redis)
+    again = _train(settings, fake_redis)
+    assert again.status == "skipped" and again.version == first.version
+    forced = _train(settings, fake_redis, force=True)
+    assert forced.status == "published" and forced.version != first.version
+
+
+def test_a_tenant_with_too_little_data_is_published_as_not_trained(base_env, fake_redis,
+                                                                   tmp_path):
+    demo.write_demo_export(tmp_path, tenants=1, users=6, items=40, interactions=50, seed=1)
+    settings = config.from_env({**base_env, "ML_EXPORT_DIR": str(tmp_path)})
+    result = _train(settings, fake_redis)
+    assert result.status == "not_trained"
+    assert store.current_meta(fake_redis, "0")["status"] == "not_trained"
+    assert "too small" in summary.read(settings.logs_dir)[-1]["MSG"]
+
+
+def test_promotion_gate_keeps_a_worse_model_out_unless_forced(settings, fake_redis):
+    # Given a published model with a validation P@10 no new model can reach
+    first = _train(settings, fake_redis)
+    fake_redis.hset(keys.meta("0", first.version), "precision_at_10", "0.99")
+    fake_redis.hset(keys.meta("0", first.version), "export_fingerprint", "older export")
+    # When a new model is trained, it is refused, logged, and the old one stays
+    refused = _train(settings, fake_redis)
+    assert refused.status == "rejected"
+    assert "below 90%" in refused.message
+    assert store.current_version(fake_redis, "0") == first.version
+    assert "not published" in summary.read(settings.logs_dir)[-1]["MSG"]
+    assert fake_redis.hget(keys.last_run("0"), "status") == b"rejected"
+    # When the operator forces it, it is published
+    assert _train(settings, fake_redis, force=True).status == "published"
+
+
+def test_restore_republishes_the_saved_models_into_an_empty_redis(settings, fake_redis,
+                                                                  export_dir):
+    trained = _train(settings, fake_redis, "1")
+    user_id = _user_ids(export_dir, "1")[7]
+    before = fake_redis.hget(keys.user_bucket("1", trained.version, user_id), str(user_id))
+    fake_redis.flushall()
+    results = pipeline.restore(settings, fake_redis)
+    assert [(r.tenant, r.status) for r in results] == [("1", "published")]
+    version = store.current_version(fake_redis, "1")
+    after = fake_redis.hget(keys.user_bucket("1", version, user_id), str(user_id))
+    assert after == before
+    assert store.current_meta(fake_redis, "1")["precision_at_10"] == str(
+        round(trained.metrics["precision_at_10"], 6))
+
+
+@pytest.mark.parametrize("algorithm", ["mf", "partial", "hybrid"])
+def test_each_algorithm_beats_popularity_on_held_out_demo_interactions(algorithm, tmp_path):
+    from recommender import features, metrics, train
+
+    demo.write_demo_export(tmp_path, tenants=1, users=600, items=150, interactions=12000, seed=5)
+    data = export.load_tenant(tmp_path, "0")
+    fs = features.build(data, algorithm)
+    fitted = train.fit(fs, TrainParams(components=32, max_epochs=15, patience=3), 2)
+    full = fs.interactions.tocsr()
+    train_part, held_out = metrics.split_per_user(full, 0.2, TrainParams().seed)
+    popularity = np.asarray(train_part.sum(axis=0)).ravel().astype(np.float32)
+    baseline = metrics.ranking_metrics(lambda rows: np.tile(popularity, (len(rows), 1)),
+                                       train_part, held_out, k=10, with_auc=False)
+    assert fitted.validation["precision"] > 1.1 * baseline["precision"], (
+        fitted.validation, baseline)
