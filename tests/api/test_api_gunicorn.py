@@ -43,9 +43,9 @@ def server(real_redis, real_redis_url, base_env, tmp_path):
     deadline = time.monotonic() + 15
     while True:
         try:
-            if requests.get(url + "/livez", timeout=0.5).status_code == 200:
+            if requests.get(url + "/livez", timeout=2).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted before a worker is up
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
