@@ -37,7 +37,7 @@ def memory_url(prefix: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def amqp(rabbitmq_url: str, prefix: str) -> Iterator[str]:
+def amqp_url(rabbitmq_url: str, prefix: str) -> Iterator[str]:
     """The real RabbitMQ, with this test's exchange and queues deleted afterwards."""
     yield rabbitmq_url
     with Connection(rabbitmq_url) as connection, connection.channel() as channel:

@@ -9,6 +9,7 @@ import time
 import amqp
 import pytest
 from kombu import Connection
+from tcpproxy import TcpProxy
 from workerkit import FakeTrainer, drain, make_worker, queue_depth, running, wait_for
 
 from consumer import events
@@ -17,23 +18,22 @@ from consumer.publish import send
 from consumer.scheduler import SCHEDULED_HEADER
 from consumer.topology import Topology
 from recommender import keys
-from tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def rabbit(amqp, prefix, settings, real_redis):
+def rabbit(amqp_url, prefix, settings, real_redis):
     """(url, prefix, settings, redis, publish, connection, topology) on the real services."""
     topology = Topology(prefix, amqp=True)
-    connection = Connection(amqp)
+    connection = Connection(amqp_url)
 
     def publish(event: events.Event, headers: dict | None = None) -> None:
         send(connection, topology, event, headers)
 
     with connection.channel() as channel:
         topology.declare(channel)
-    yield amqp, prefix, settings, real_redis, publish, connection, topology
+    yield amqp_url, prefix, settings, real_redis, publish, connection, topology
     connection.release()
 
 

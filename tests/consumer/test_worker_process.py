@@ -23,12 +23,12 @@ SCRIPT = Path(__file__).resolve().parent / "slow_worker.py"
 
 
 @pytest.fixture
-def spawn(amqp, prefix, base_env, real_redis_url, tmp_path):
+def spawn(amqp_url, prefix, base_env, real_redis_url, tmp_path):
     """Start worker processes on the real RabbitMQ and Redis; all are killed at the end."""
     children: list[subprocess.Popen] = []
 
     def start(seconds: float, name: str) -> subprocess.Popen:
-        env = {**base_env, "ML_BROKER_URL": amqp, "ML_BROKER_PREFIX": prefix,
+        env = {**base_env, "ML_BROKER_URL": amqp_url, "ML_BROKER_PREFIX": prefix,
                "ML_REDIS_URL": real_redis_url, "SLOW_TRAIN_SECONDS": str(seconds),
                "TEST_LOCK_TTL": "1.5", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
@@ -56,8 +56,8 @@ def starts(client) -> list[str]:
 
 
 def test_worker_killed_mid_training_leaves_the_message_to_another_worker(
-        spawn, amqp, prefix, real_redis):
-    topology = publish_train(amqp, prefix, "7")
+        spawn, amqp_url, prefix, real_redis):
+    topology = publish_train(amqp_url, prefix, "7")
     victim = spawn(30, "victim")
     wait_for(lambda: starts(real_redis), timeout=15)
     victim.send_signal(signal.SIGKILL)
@@ -66,7 +66,7 @@ def test_worker_killed_mid_training_leaves_the_message_to_another_worker(
     assert real_redis.get(keys.lock("7")) is not None
     survivor = spawn(0.5, "survivor")
     wait_for(lambda: real_redis.get("test:trained:7") is not None, timeout=20)
-    with Connection(amqp) as connection:
+    with Connection(amqp_url) as connection:
         wait_for(lambda: queue_depth(connection, topology.events_queue) == 0)
     survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(10) == 0
@@ -76,14 +76,14 @@ def test_worker_killed_mid_training_leaves_the_message_to_another_worker(
 
 
 def test_sigterm_mid_training_hands_the_message_back_and_exits_cleanly(
-        spawn, amqp, prefix, real_redis):
-    topology = publish_train(amqp, prefix, "8")
+        spawn, amqp_url, prefix, real_redis):
+    topology = publish_train(amqp_url, prefix, "8")
     stopping = spawn(30, "stopping")
     wait_for(lambda: starts(real_redis), timeout=15)
     stopping.send_signal(signal.SIGTERM)
     assert stopping.wait(10) == 0
     assert real_redis.get(keys.lock("8")) is None  # freed at once, no TTL wait
-    with Connection(amqp) as connection:
+    with Connection(amqp_url) as connection:
         assert queue_depth(connection, topology.events_queue) == 1
     successor = spawn(0.2, "successor")
     wait_for(lambda: real_redis.get("test:trained:8") is not None, timeout=20)
