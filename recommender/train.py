@@ -12,7 +12,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,6 +49,18 @@ class FitResult:
     validation: dict[str, float]  # precision, recall, ndcg, auc at k=10 on held-out pairs
     curve: list[float] = field(default_factory=list)  # validation precision@10 per epoch
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+# The original service (contract §5): WARP with adadelta, LightFM's defaults otherwise, L2 1e-3 on
+# features (0 in mf). Its epochs and components come from a search per tenant; see
+# recommender.evaluate.original_search.
+ORIGINAL = TrainParams(components=50, loss="warp", learning_schedule="adadelta",
+                       item_alpha=1e-3, user_alpha=1e-3, max_sampled=10)
+
+
+def original_params(mode: str, components: int) -> TrainParams:
+    alpha = 0.0 if mode == "mf" else ORIGINAL.item_alpha
+    return replace(ORIGINAL, components=components, item_alpha=alpha, user_alpha=alpha)
 
 
 def _new_model(params: TrainParams) -> LightFM:
@@ -118,3 +130,16 @@ def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
     seconds["refit"] = time.perf_counter() - started
     log.debug("fit %s: best epoch %d, curve %s", asdict(params), best_epoch, curve)
     return FitResult(final, max(best_epoch, 1), best_metrics, curve, seconds)
+
+
+def fit_fixed(fs: FeatureSet, params: TrainParams, epochs: int, num_threads: int,
+              interactions: sp.coo_matrix | None = None,
+              weights: sp.coo_matrix | None = None) -> FitResult:
+    """A plain fit for a given number of epochs (the original's way), no validation."""
+    started = time.perf_counter()
+    model = _new_model(params)
+    model.fit_partial(fs.interactions if interactions is None else interactions,
+                      user_features=fs.user_features, item_features=fs.item_features,
+                      sample_weight=fs.weights if weights is None else weights,
+                      epochs=epochs, num_threads=num_threads)
+    return FitResult(model, epochs, {}, [], {"fit": time.perf_counter() - started})
