@@ -1,0 +1,78 @@
+"""The commands as a user runs them, on the embedded Redis the README's quick start uses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from recommender import keys
+from recommender.redisconn import SOCKET_NAME
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recommender", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def cli_env(base_env) -> dict[str, str]:
+    env = {**os.environ, **base_env}
+    for name in ("ML_REDIS_URL", "ML_BROKER_URL", "ML_EXPORT_DIR"):
+        env.pop(name, None)
+    yield env
+    socket = Path(base_env["ML_EMBEDDED_DIR"]).resolve() / SOCKET_NAME
+    if socket.exists():
+        try:
+            redis.Redis(unix_socket_path=str(socket)).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # shutting down closes the connection
+
+
+def test_demo_data_train_and_restore_on_the_embedded_redis(cli_env, tmp_path):
+    export_dir = tmp_path / "export"
+    made = _run(cli_env, "demo-data", str(export_dir), "--tenants", "2", "--users", "120",
+                "--items", "50", "--interactions", "2000")
+    assert made.returncode == 0, made.stderr
+    # When every tenant is trained, without Totara settings (the export is local)
+    env = {k: v for k, v in cli_env.items() if not k.startswith("ML_TOTARA")}
+    trained = _run(env, "train", "--export-dir", str(export_dir))
+    assert trained.returncode == 0, trained.stderr
+    # Then the table lists both tenants as published, and the progress shows the stages
+    table = trained.stdout.splitlines()
+    assert table[0].split()[:2] == ["tenant", "status"]
+    assert [line.split()[:2] for line in table[1:3]] == [["0", "published"], ["1", "published"]]
+    for stage in ("load", "features", "fit", "publish"):
+        assert f"tenant 1: {stage}" in trained.stderr
+    socket = Path(cli_env["ML_EMBEDDED_DIR"]).resolve() / SOCKET_NAME
+    client = redis.Redis(unix_socket_path=str(socket))
+    assert client.smembers(keys.TENANTS) == {b"0", b"1"}
+    # And an emptied Redis is refilled from the saved models
+    client.flushall()
+    restored = _run(env, "restore")
+    assert restored.returncode == 0, restored.stderr
+    assert client.exists(keys.current("0"), keys.current("1")) == 2
+
+
+def test_train_exits_non_zero_when_a_tenant_fails_and_still_trains_the_others(cli_env,
+                                                                               tmp_path):
+    export_dir = tmp_path / "export"
+    assert _run(cli_env, "demo-data", str(export_dir), "--tenants", "2", "--users", "60",
+                "--items", "30", "--interactions", "600").returncode == 0
+    broken = export_dir / "item_data_0.csv"
+    broken.write_bytes(broken.read_bytes().replace(b"container_course", b"container_cours", 2))
+    trained = _run(cli_env, "train", "--export-dir", str(export_dir))
+    assert trained.returncode == 1
+    assert "item_data_0.csv line" in trained.stdout
+    assert [line.split()[:2] for line in trained.stdout.splitlines()[1:3]] == [
+        ["0", "failed"], ["1", "published"]]
+
+
+def test_restore_without_saved_models_says_so(cli_env):
+    done = _run(cli_env, "restore")
+    assert done.returncode == 1
+    assert "no saved models" in done.stderr
