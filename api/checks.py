@@ -87,54 +87,79 @@ def broker(url: str, timeout: float = BROKER_TIMEOUT) -> str | None:
 
 def store(client: redis.Redis, retrain_minutes: int,
           now: float | None = None) -> tuple[Facts, list[str]]:
-    """Redis reachability and, per published tenant, its version's status, age and quality."""
+    """Redis reachability and, per published tenant, its version's status, age and quality and
+    the outcome of its latest training run."""
     now = time.time() if now is None else now
     try:
-        tenants = sorted((t.decode() for t in client.smembers(keys.TENANTS)),
-                         key=lambda t: (len(t), t))
+        published = sorted((t.decode() for t in client.smembers(keys.TENANTS)),
+                           key=lambda t: (len(t), t))
+        tenants = published[:MAX_TENANTS_REPORTED]
         pipe = client.pipeline(transaction=False)
         for tenant in tenants:
             pipe.get(keys.current(tenant))
         versions = [v.decode() if v else None for v in pipe.execute()] if tenants else []
         pipe = client.pipeline(transaction=False)
         for tenant, version in zip(tenants, versions, strict=True):
-            if version:
-                pipe.hmget(keys.meta(tenant, version),
-                           ["status", "trained_at", "auc", "precision_at_10"])
-        metas = iter(pipe.execute()) if any(versions) else iter(())
+            pipe.hmget(keys.meta(tenant, version or "none"),
+                       ["status", "trained_at", "auc", "precision_at_10"])
+            pipe.hmget(keys.last_run(tenant), ["status", "at", "message"])
+        replies = pipe.execute() if tenants else []
     except redis.RedisError as exc:
         return ({"redis_reachable": "false", "recommendation_model": "false"},
                 [f"Unable to reach the model store (Redis): {exc}"])
-    facts: Facts = {"redis_reachable": "true", "tenants_published": len(tenants)}
+    facts: Facts = {"redis_reachable": "true", "tenants_published": len(published)}
     errors: list[str] = []
     trained = False
-    stale_after = 2 * retrain_minutes * 60
     for index, (tenant, version) in enumerate(zip(tenants, versions, strict=True)):
-        if not version:
-            continue
-        status, trained_at, auc, precision = (v.decode() if v else "" for v in next(metas))
-        trained = trained or status == "trained"
-        if index >= MAX_TENANTS_REPORTED:
-            continue
-        prefix = f"tenant_{tenant}_"
-        facts[prefix + "version"] = version
-        facts[prefix + "status"] = status or "unknown"
-        age = _age(trained_at, now)
-        if age is not None:
-            facts[prefix + "version_age_seconds"] = age
-            if age > stale_after:
-                errors.append(f"The model of tenant {tenant} was published {age // 3600} hours "
-                              "ago, more than twice the retraining interval: training is not "
-                              "keeping up")
-        if status == "trained":
-            for name, raw in (("auc", auc), ("precision_at_10", precision)):
-                if _number(raw) is not None:
-                    facts[prefix + name] = round(_number(raw), 4)
-            if _number(auc) is not None and _number(auc) < MIN_AUC:
-                errors.append(f"The model of tenant {tenant} ranks worse than chance "
-                              f"(validation AUC {_number(auc):.3f})")
+        meta, run = ([_text(v) for v in reply] for reply in replies[2 * index:2 * index + 2])
+        trained = trained or (bool(version) and meta[0] == "trained")
+        facts.update(_tenant_facts(tenant, version, meta, run, now))
+        errors += _tenant_problems(tenant, meta, run, now, 2 * retrain_minutes * 60)
     facts["recommendation_model"] = "true" if trained else "false"
     return facts, errors
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def _tenant_facts(tenant: str, version: str | None, meta: list[str], run: list[str],
+                  now: float) -> Facts:
+    prefix = f"tenant_{tenant}_"
+    facts: Facts = {}
+    if version:
+        status, trained_at, auc, precision = meta
+        facts[prefix + "version"] = version
+        facts[prefix + "status"] = status or "unknown"
+        if _age(trained_at, now) is not None:
+            facts[prefix + "version_age_seconds"] = _age(trained_at, now)
+        for name, raw in (("auc", auc), ("precision_at_10", precision)):
+            if status == "trained" and _number(raw) is not None:
+                facts[prefix + name] = round(_number(raw), 4)
+    if run[0]:
+        facts[prefix + "last_run"] = run[0]
+        if _age(run[1], now) is not None:
+            facts[prefix + "last_run_age_seconds"] = _age(run[1], now)
+    return facts
+
+
+def _tenant_problems(tenant: str, meta: list[str], run: list[str], now: float,
+                     stale_after: float) -> list[str]:
+    problems = []
+    # A run that found the export unchanged publishes nothing: the pipeline is alive as long
+    # as runs happen, whatever the version's age.
+    ages = [a for a in (_age(meta[1], now), _age(run[1], now)) if a is not None]
+    if ages and min(ages) > stale_after:
+        problems.append(f"No training run for tenant {tenant} in {min(ages) // 3600} hours, "
+                        "more than twice the retraining interval")
+    if run[0] == "failed":
+        problems.append(f"The last training run of tenant {tenant} failed: "
+                        + " ".join(run[2].split())[:300])
+    auc = _number(meta[2])
+    if meta[0] == "trained" and auc is not None and auc < MIN_AUC:
+        problems.append(f"The model of tenant {tenant} ranks worse than chance "
+                        f"(validation AUC {auc:.3f})")
+    return problems
 
 
 def _number(raw: str) -> float | None:

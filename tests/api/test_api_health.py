@@ -136,3 +136,20 @@ def test_stale_or_broken_model_is_an_error(make_api, settings, totara):
     api.redis.hset(meta, mapping={"trained_at": time.time(), "auc": "0.31"})
     body = api.get("/health-check").json
     assert len(body["errors"]) == 1 and "worse than chance" in body["errors"][0]
+
+
+def test_last_run_outcome(make_api, settings, totara):
+    api = make_api(dataclasses.replace(settings, totara_url=totara.url))
+    publish_tiny_model(api.redis, "0", trained_at=time.time() - 5 * 86400)
+    # An unchanged export is skipped, not republished: an old version is then no problem.
+    api.redis.hset("ml:{0}:last_run", mapping={"status": "skipped", "at": time.time() - 60,
+                                               "message": "this export is already published"})
+    body = api.get("/health-check").json
+    assert body["errors"] == []
+    assert body["totara"]["tenant_0_last_run"] == "skipped"
+    assert 59 <= body["totara"]["tenant_0_last_run_age_seconds"] <= 62
+    api.redis.hset("ml:{0}:last_run", mapping={"status": "failed", "at": time.time(),
+                                               "message": "ModelStoreError: disk\nfull"})
+    body = api.get("/health-check").json
+    assert body["errors"] == ["The last training run of tenant 0 failed: ModelStoreError: "
+                              "disk full"]
