@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 TrainFn = Callable[..., Any]  # recommender.pipeline.train_tenant's signature
 TenantsFn = Callable[[Settings], list[str]]
 
-# Statuses of recommender.pipeline.TenantResult after which the event is done for good.
-SUCCESS_STATUSES = ("published", "not_trained", "skipped", "stale")
+# Statuses of recommender.pipeline.TenantResult after which the event is done for good
+# ("rejected": the promotion gate kept a worse model out; running it again changes nothing).
+SUCCESS_STATUSES = ("published", "not_trained", "skipped", "stale", "rejected")
 FAILED = "failed"
 
 

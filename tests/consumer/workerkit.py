@@ -100,13 +100,15 @@ class FakeTrainer:
 
 
 def make_worker(url: str, prefix: str, settings: Any, client: Any, trainer: Any, *,
-                tenants: list[str] | None = None, policy: RetryPolicy = FAST_POLICY,
+                tenants: list[str] | None = None, tenants_fn: Any = None,
+                policy: RetryPolicy = FAST_POLICY,
                 lock_ttl: float = 1.0, schedule_seconds: int | None = None,
                 stop_grace: float = 0.5, owner: str | None = None, heartbeat: int = 30
                 ) -> Worker:
     context = jobs.JobContext(settings=settings, client=client, markers=DoneMarkers(client),
                               locks=LockRegistry(), train_fn=trainer,
-                              tenants_fn=lambda s: list(tenants or []), lock_ttl=lock_ttl,
+                              tenants_fn=tenants_fn or (lambda s: list(tenants or [])),
+                              lock_ttl=lock_ttl,
                               owner=owner)
     connection = Connection(url, heartbeat=heartbeat if is_amqp(url) else 0)
     return Worker(connection, Topology(prefix, amqp=is_amqp(url)), client=client,

@@ -1,0 +1,65 @@
+"""The whole chain on the real services: demo export -> export-ready -> worker -> pipeline ->
+published pointers; then an interaction event -> the API's answer for a cold user."""
+
+from __future__ import annotations
+
+import falcon.testing
+import pytest
+from kombu import Connection
+from workerkit import make_worker, running, wait_for
+
+from api.app import create_app
+from consumer import events, jobs
+from consumer.publish import send
+from consumer.topology import Topology
+from recommender import demo, keys, pipeline
+from recommender.config import from_env
+from recommender.export import load_tenant
+from recommender.signing import signed_headers
+from recommender.train import TrainParams
+
+pytestmark = pytest.mark.integration
+
+FAST = TrainParams(components=16, max_epochs=8, patience=2)
+
+
+def fast_train(settings, client, tenant, **options):
+    return pipeline.train_tenant(settings, client, tenant, params=FAST, **options)
+
+
+def test_export_ready_publishes_every_tenant_and_interactions_reach_cold_users(
+        amqp_url, prefix, base_env, real_redis, tmp_path):
+    export_dir = tmp_path / "export"
+    tenants = demo.write_demo_export(export_dir, tenants=2, users=150, items=60,
+                                     interactions=3000, seed=3)
+    settings = from_env({**base_env, "ML_EXPORT_DIR": str(export_dir), "ML_TOP_K": "20"})
+    topology = Topology(prefix, amqp=True)
+    worker = make_worker(amqp_url, prefix, settings, real_redis, fast_train,
+                         tenants_fn=jobs.default_tenants_fn, lock_ttl=30)
+    with Connection(amqp_url) as connection, running(worker):
+        send(connection, topology, events.make_event(events.EXPORT_READY))
+        wait_for(lambda: all(real_redis.get(keys.current(t)) for t in tenants), timeout=60)
+        assert real_redis.smembers(keys.TENANTS) == {t.encode() for t in tenants}
+
+        # A user who is not in the export: the API answers from popularity until the user does
+        # something, then from the fold-in of what the user did.
+        known = set(load_tenant(export_dir, "0").users.ids.tolist())
+        cold = max(known) + 1000
+        client = falcon.testing.TestClient(create_app(settings, real_redis))
+
+        def course_ids() -> list[str]:
+            result = client.simulate_get(
+                "/user-items", headers=signed_headers(settings.totara_key),
+                params={"totara_user_id": str(cold), "item_type": "container_course",
+                        "tenant": "0", "n_items": "10"})
+            assert result.status_code == 200 and result.json["success"], result.json
+            return [item for item, _ in result.json["items"]]
+
+        before = course_ids()
+        assert before
+        send(connection, topology, events.make_event(
+            events.INTERACTION, tenant="0", user_id=cold, item_id=f"container_course{before[0]}",
+            timestamp=1700000000, rating=1))
+        wait_for(lambda: real_redis.llen(keys.recent("0", cold)) == 1)
+        after = wait_for(lambda: (lambda ids: ids if ids != before else None)(course_ids()))
+    assert before[0] not in after  # the course the user already took is not recommended again
