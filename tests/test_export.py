@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -314,6 +315,14 @@ def test_stray_quote_in_the_middle_of_a_file(tmp_path):
     assert message.startswith("user_data_3.csv line 2: ")
 
 
+def test_quote_inside_an_unquoted_field(tmp_path):
+    # fputcsv quotes any field holding a quote, so a bare one means the file was damaged
+    items = with_line(GOOD_ITEMS, 4, 'engage_microlearning3,0,0,0,1,0,1,1,Quick" read')
+    assert error_of(write_export(tmp_path, items=items)) == (
+        "item_data_3.csv line 4: broken quoting (a quote inside a field that is not quoted as "
+        "a whole)")
+
+
 def test_wrong_encoding_names_the_line(tmp_path):
     users = with_line(GOOD_USERS, 5, "5,en,Bogot\xe1,CO,13,,,,,,")
     message = error_of(write_export(tmp_path, users=users, encoding="latin-1"))
@@ -354,3 +363,41 @@ def test_interaction_with_an_item_not_in_item_data(tmp_path):
     interactions = with_line(GOOD_INTERACTIONS, 6, "5,engage_article77,0,1700000200")
     assert error_of(write_export(tmp_path, interactions=interactions)) == (
         "user_interactions_3.csv line 6: item_id engage_article77 is not in item_data_3.csv")
+
+
+def test_spaces_around_numbers_are_tolerated_like_pyarrow_does(tmp_path):
+    users = with_line(GOOD_USERS, 5, " 5 ,en,,GB,13,,,,,,")
+    interactions = with_line(GOOD_INTERACTIONS, 6, "5 ,totara_playlist4, 0, 1700000200")
+    export = load_tenant(write_export(tmp_path, users=users, interactions=interactions), TENANT)
+    assert export.users.ids.tolist() == [2, 3, 5]
+    assert len(export.interactions) == 4
+
+
+def test_tenant_that_is_not_a_number_never_reaches_a_file_name(tmp_path):
+    with pytest.raises(ExportError, match="tenant '../3' is not a whole number"):
+        load_tenant(write_export(tmp_path), "../3")
+
+
+@pytest.mark.parametrize("target", [USERS, ITEMS, INTERACTIONS])
+def test_random_corruption_is_accepted_or_reported_with_a_line(tmp_path, target):
+    # Given many random one-character edits of one file of a good export
+    rng = np.random.default_rng(hash(target) % 2**32)
+    original = {USERS: GOOD_USERS, ITEMS: GOOD_ITEMS, INTERACTIONS: GOOD_INTERACTIONS}[target]
+    for trial in range(150):
+        chars = list(original)
+        for _ in range(int(rng.integers(1, 3))):
+            at = int(rng.integers(0, len(chars)))
+            edit = str(rng.choice(list(',"\n0a|:x ')))
+            if rng.random() < 0.5:
+                chars[at] = edit
+            else:
+                chars.insert(at, edit)
+        texts = {USERS: GOOD_USERS, ITEMS: GOOD_ITEMS, INTERACTIONS: GOOD_INTERACTIONS,
+                 target: "".join(chars)}
+        directory = write_export(tmp_path / str(trial), texts[USERS], texts[ITEMS],
+                                 texts[INTERACTIONS])
+        # When it is loaded, then it either parses or the message points at a line
+        try:
+            load_tenant(directory, TENANT)
+        except ExportError as exc:
+            assert re.match(r"^\w+_3\.csv line \d+: ", str(exc)), str(exc)
