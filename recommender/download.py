@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,10 +60,13 @@ def _status_error(name: str, status: int) -> DownloadError:
 def _save(response: requests.Response, target: Path) -> int:
     """Stream the body into ``target`` atomically; the number of bytes written."""
     expected = response.headers.get("Content-Length")
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    # A unique hidden name in the same folder: the rename is atomic and two downloads of the same
+    # file (two workers) cannot mix their bytes.
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    partial = Path(name)
     written = 0
     try:
-        with open(partial, "wb") as out:
+        with os.fdopen(handle, "wb") as out:
             for chunk in response.iter_content(CHUNK):
                 out.write(chunk)
                 written += len(chunk)
@@ -137,6 +141,8 @@ def fetch_tenants(settings: Settings, dest: Path, *, sleep: Sleep = time.sleep,
 def fetch_tenant(settings: Settings, tenant: str, dest: Path, *, sleep: Sleep = time.sleep,
                  session: requests.Session | None = None) -> None:
     """Download one tenant's three files into ``dest``, in the order Totara's own service uses."""
+    if not (tenant.isascii() and tenant.isdigit()):  # it becomes part of a URL and file names
+        raise DownloadError(f"tenant {tenant!r} is not a whole number", retryable=False)
     for name in (export.interactions_file(tenant), export.users_file(tenant),
                  export.items_file(tenant)):
         if not download_file(settings, name, dest, sleep=sleep, session=session):

@@ -210,3 +210,10 @@ def test_status_endpoint_of_the_fake_answers_ok_and_can_fail():
     assert bad.json()["data"]["totara_webapi_status"]["status"] != "ok"
     assert error.status_code == 500
     assert totara.requests_seen == [("POST", "/totara/webapi/ajax.php")] * 3
+
+
+def test_tenant_that_is_not_a_number_is_refused_before_any_request(totara, base_env, tmp_path):
+    with pytest.raises(DownloadError, match="is not a whole number") as caught:
+        fetch_tenant(settings_for(base_env, totara.url), "../0", tmp_path)
+    assert not caught.value.retryable
+    assert totara.requests_seen == []
