@@ -260,3 +260,11 @@ def test_stop_lets_a_training_finish_within_the_grace_period(env):
     assert not thread.is_alive()
     assert worker.settler.counts.get("acked") == 1
     assert drain(connection, topology.events_queue) == []
+
+
+def test_the_alive_file_is_touched_while_the_worker_loops(env, tmp_path):
+    url, prefix, settings, client, publish, connection, topology = env
+    worker = make_worker(url, prefix, settings, client, FakeTrainer())
+    worker.alive_file = tmp_path / "alive"
+    with running(worker):
+        wait_for(lambda: worker.alive_file.exists())
