@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from recommender.export import (
     INTERACTION_COLUMNS,
@@ -100,16 +101,17 @@ def _join(parts: list[pa.Array | str], sep: str = "") -> pa.Array:
                                          for p in parts], sep)
 
 
-def _token_lists(tokens: np.ndarray, present: np.ndarray, fmt: str = "{}") -> pa.Array:
-    """``|``-joined tokens per row from an (n, k) token matrix and an (n, k) presence mask."""
-    counts = present.sum(axis=1)
-    offsets = np.zeros(len(tokens) + 1, np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    values = pc.cast(pa.array(tokens[present].astype(np.int64)), pa.string())
-    if fmt != "{}":
-        prefix, suffix = fmt.split("{}")
-        values = _join([prefix, values, suffix])
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), "|")
+def _joined(values: pa.Array, present: np.ndarray) -> pa.Array:
+    """``|``-joined values per row: ``values`` row-major (n * k), ``present`` an (n, k) mask."""
+    offsets = np.zeros(len(present) + 1, np.int32)
+    np.cumsum(present.sum(axis=1), out=offsets[1:])
+    kept = values.filter(pa.array(present.ravel()))
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), kept), "|")
+
+
+def _token_lists(tokens: np.ndarray, present: np.ndarray) -> pa.Array:
+    """``|``-joined ids per row from an (n, k) id matrix and an (n, k) presence mask."""
+    return _joined(pc.cast(pa.array(tokens.ravel().astype(np.int64)), pa.string()), present)
 
 
 def _noisy(rng: np.random.Generator, clusters: np.ndarray, n_clusters: int,
@@ -141,19 +143,17 @@ def _users(rng: np.random.Generator, n: int, n_clusters: int) -> tuple[dict, np.
     positions = _token_lists(position, rng.random((n, 1)) < 0.9)
     aspiration = 10 + _noisy(rng, cluster, n_clusters, 1) * 3 + rng.integers(3, size=(n, 1))
     asp_position = _token_lists(aspiration, rng.random((n, 1)) < 0.3)
-    org = np.concatenate([5 + _noisy(rng, cluster, n_clusters, 1) * 2 + rng.integers(2, size=(
-        n, 1)), rng.integers(1, 5, size=(n, 1))], axis=1)  # a team org and a site-wide one
-    organisations = _token_lists(org, rng.random((n, 2)) < (0.85, 0.5))
-    badges = _token_lists(1 + _distinct(rng, n, 40, 2), rng.random((n, 2)) < (0.3, 0.1))
+    team = 5 + _noisy(rng, cluster, n_clusters, 1) * 2 + rng.integers(2, size=(n, 1))
+    site = rng.integers(1, 5, size=(n, 1))  # a few organisations that span the clusters
+    organisations = _token_lists(np.hstack([team, site]), rng.random((n, 2)) < (0.85, 0.5))
+    badge = rng.integers(1, 41, size=n)
+    other_badge = (badge + rng.integers(0, 39, size=n)) % 40 + 1  # never the same badge
+    badges = _token_lists(np.column_stack([badge, other_badge]),
+                          rng.random((n, 2)) < (0.3, 0.1))
     comp = 100 + _noisy(rng, cluster, n_clusters, 2) * 4 + _distinct(rng, n, 4, 2)
     level = _pick(["1", "2", "3", "0.5"], rng.integers(4, size=(n, 2)))
-    comp_tokens = _join([pc.cast(pa.array(comp.ravel()), pa.string()), ":", level])
-    has_comp = rng.random((n, 2)) < (0.5, 0.25)
-    counts = has_comp.sum(axis=1)
-    offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    competencies = pc.binary_join(pa.ListArray.from_arrays(
-        pa.array(offsets), comp_tokens.filter(pa.array(has_comp.ravel()))), "|")
+    competencies = _joined(_join([pc.cast(pa.array(comp.ravel()), pa.string()), ":", level]),
+                           rng.random((n, 2)) < (0.5, 0.25))
 
     # Description: the cluster's words, with the occasional comma, apostrophe or line break.
     word = _noisy(rng, cluster, n_clusters, 3) * 8 + _distinct(rng, n, 8, 3)
@@ -301,13 +301,16 @@ def _interactions(rng: np.random.Generator, n: int, user_ids: np.ndarray,
             "rating": pa.array(ratings), "timestamp": pa.array(stamps)}
 
 
-def _php_field(values: pa.Array) -> pa.Array:
-    """Strings as fputcsv writes them: quoted (quotes doubled) only when needed."""
+_SPECIAL = r'[,"\\\n\r\t ]'  # what makes fputcsv enclose a field in quotes
+
+
+def _php_field(values: pa.Array) -> pa.Array | None:
+    """The column as fputcsv writes it (quoted where needed), or None if it needs no quotes."""
     if not pa.types.is_string(values.type):
-        return pc.cast(values, pa.string())  # numbers never need quotes
-    needs = pc.match_substring_regex(values, r'[,"\\\n\r\t ]')
+        return None  # numbers never need quotes
+    needs = pc.match_substring_regex(values, _SPECIAL)
     if not pc.any(needs).as_py():
-        return values
+        return None
     quoted = _join(['"', pc.replace_substring(values, '"', '""'), '"'])
     return pc.if_else(needs, quoted, values)
 
@@ -315,15 +318,23 @@ def _php_field(values: pa.Array) -> pa.Array:
 def write_php_csv(path: Path, columns: dict[str, pa.Array]) -> None:
     """Write a CSV file the way PHP's fputcsv does (quotes only where needed, ``\\n``), atomically.
 
-    Each line is built as one arrow string and the whole value buffer is written at once, which
-    is what makes millions of rows take about a second.
+    Columns without anything to quote go through pyarrow's own writer; otherwise each line is
+    built as one arrow string and the whole value buffer is written at once. Either way
+    millions of rows take about a second.
     """
     header = ",".join(f'"{c}"' if any(ch in c for ch in ',"\\\n\r\t ') else c for c in columns)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as out:
         out.write(header.encode() + b"\n")
-        fields = [_php_field(v) for v in columns.values()]
-        if len(fields[0]):
+        quoted = [_php_field(v) for v in columns.values()]
+        if all(q is None for q in quoted):
+            # Nothing to quote: the "none" style writes values as they are.
+            out.flush()
+            pacsv.write_csv(pa.table(columns), out, pacsv.WriteOptions(
+                include_header=False, quoting_style="none"))
+        elif len(next(iter(columns.values()))):
+            fields = [q if q is not None else pc.cast(v, pa.string())
+                      for q, v in zip(quoted, columns.values(), strict=True)]
             lines = _join([_join(fields, ","), "\n"]).cast(pa.large_string())
             offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
             begin, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
