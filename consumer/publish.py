@@ -50,27 +50,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m consumer publish",
         description="Publish one event for the recommender workers (docs/events.md).")
-    parser.add_argument("--id", dest="event_id", help="event id (default: a new UUID)")
-    parser.add_argument("--dry-run", action="store_true", help="print the event, do not send it")
-    parser.add_argument("--connect-retries", type=int, default=3, metavar="N",
-                        help="connection attempts after the first one fails (default 3)")
+    # The common options are accepted before and after the type; after it, SUPPRESS keeps an
+    # absent option from overwriting one given before.
+    common = argparse.ArgumentParser(add_help=False)
+    for target, suppress in ((parser, False), (common, True)):
+        target.add_argument("--id", dest="event_id", help="event id (default: a new UUID)",
+                            **({"default": argparse.SUPPRESS} if suppress else {}))
+        target.add_argument("--dry-run", action="store_true",
+                            help="print the event, do not send it",
+                            **({"default": argparse.SUPPRESS} if suppress else {}))
+        target.add_argument("--connect-retries", type=int, metavar="N",
+                            default=argparse.SUPPRESS if suppress else 3,
+                            help="connection attempts after the first one fails (default 3)")
     kinds = parser.add_subparsers(dest="type", required=True, metavar="TYPE")
 
-    ready = kinds.add_parser(events.EXPORT_READY, help="a Totara export finished: train all")
+    def kind(name: str, text: str) -> argparse.ArgumentParser:
+        return kinds.add_parser(name, help=text, parents=[common])
+
+    ready = kind(events.EXPORT_READY, "a Totara export finished: train all")
     ready.add_argument("--tenant", action="append", dest="tenants", metavar="T",
                        help="only these tenants (repeatable); default: all in tenants.csv")
 
-    retrain = kinds.add_parser(events.RETRAIN, help="retrain one or all tenants, even unchanged")
+    retrain = kind(events.RETRAIN, "retrain one or all tenants, even unchanged")
     retrain.add_argument("--tenant")
     retrain.add_argument("--algorithm")
 
-    train = kinds.add_parser(events.TRAIN, help="train one tenant")
+    train = kind(events.TRAIN, "train one tenant")
     train.add_argument("--tenant", required=True)
     train.add_argument("--algorithm")
     train.add_argument("--force", action="store_true", default=None,
                        help="train even when the export is the one already published")
 
-    interaction = kinds.add_parser(events.INTERACTION, help="record a user's interaction")
+    interaction = kind(events.INTERACTION, "record a user's interaction")
     interaction.add_argument("--tenant", default="0")
     interaction.add_argument("--user-id", required=True, type=int)
     interaction.add_argument("--item-id", required=True, help="such as engage_article12")

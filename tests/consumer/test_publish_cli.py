@@ -42,6 +42,11 @@ def test_dry_run_prints_the_event_each_command_describes(capsys, argv, expected)
     assert event == expected
 
 
+def test_common_options_are_accepted_after_the_type_too(capsys):
+    code, out, _ = run(capsys, "train", "--tenant", "4", "--id", "evt-2", "--dry-run")
+    assert code == 0 and json.loads(out)["id"] == "evt-2"
+
+
 def test_invalid_arguments_exit_2_with_one_line(capsys):
     code, out, err = run(capsys, "--dry-run", "train", "--tenant", "x{1}")
     assert code == 2 and out == ""
