@@ -1,7 +1,8 @@
 """Bodies of /user-items and /similar-items answers (contract §2), built as bytes.
 
-The success body is assembled by hand rather than through a JSON encoder: the hot path then only
-formats ids and scores, and the score format (``" .4f"``, as strings) is exact by construction.
+The success body is assembled by hand rather than through a JSON encoder: one %-format of a
+template per list length formats every id and score in C (half the cost of a per-item f-string
+loop), and the score format (``" .4f"``, as strings) is exact by construction.
 """
 
 from __future__ import annotations
@@ -18,16 +19,26 @@ NO_USER = "Bad request: no such user id"
 NO_ITEM = "Bad request: no such item id"
 NO_TYPE = "Bad request: no such item type is available"
 
-_SUCCESS_HEAD = b'{"success": true, "items": ['
-_SUCCESS_TAIL = b"]}"
+_ENTRY = '["%d", "% .4f"]'
+# Templates by list length (at most MAX_N_ITEMS + 1 of them, a few kB each).
+_TEMPLATES: dict[int, str] = {}
+
+
+def _template(count: int) -> str:
+    template = _TEMPLATES.get(count)
+    if template is None:
+        template = _TEMPLATES[count] = ('{"success": true, "items": ['
+                                        + ", ".join([_ENTRY] * count) + "]}")
+    return template
 
 
 def success(ids: np.ndarray, scores: np.ndarray, n_items: int) -> bytes:
     """``{"success": true, "items": [["42", " 0.8123"], ...]}`` with at most ``n_items`` entries."""
-    # tolist() turns the whole slice into Python ints/floats in C, cheaper than per-item casts.
-    pairs = zip(ids[:n_items].tolist(), scores[:n_items].tolist(), strict=True)
-    items = ", ".join([f'["{i}", "{s: .4f}"]' for i, s in pairs])
-    return _SUCCESS_HEAD + items.encode("ascii") + _SUCCESS_TAIL
+    count = min(n_items, len(ids))
+    values: list[int | float] = [0] * (2 * count)
+    values[0::2] = ids[:count].tolist()
+    values[1::2] = scores[:count].tolist()
+    return (_template(count) % tuple(values)).encode("ascii")
 
 
 def failure(message: str) -> bytes:
