@@ -1,0 +1,20 @@
+"""``python -m bench <name>``: run one benchmark and print its results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = top.add_subparsers(dest="bench", required=True)
+    from bench import api
+
+    api.add_arguments(sub.add_parser("api", help=api.__doc__.splitlines()[0]))
+    args = top.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
