@@ -14,11 +14,13 @@ attributes that may be changed while the server runs:
   "server_error" (500); "hang" (wait ``hang_seconds``, then as "ok"); "truncated" (announce the
   whole file, send half of it, close); "no_tenants" (204 for tenants.csv, files as "ok").
 - ``status_mode``: "ok"; "error" (HTTP 500); "bad" (a status other than "ok"); "hang".
+- ``gzip``: send files gzip-compressed (``Content-Encoding: gzip``), as a web server may.
 - ``requests_seen``: every request as (method, path without the query string).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -46,6 +48,7 @@ class FakeTotara:
         self.accepted_served = 0  # 202s given since export_mode was last set
         self.status_mode = "ok"
         self.hang_seconds = 5.0
+        self.gzip = False
         self.requests_seen: list[tuple[str, str]] = []
         self.headers_seen: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -128,8 +131,11 @@ def _handler_for(totara: FakeTotara) -> type[BaseHTTPRequestHandler]:
             totara.headers_seen.append(dict(self.headers.items()))
             return path
 
-        def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain") -> None:
+        def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain",
+                  encoding: str | None = None) -> None:
             self.send_response(status)
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
             if status != 204:
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -169,6 +175,8 @@ def _handler_for(totara: FakeTotara) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[:len(body) // 2])
                 self.close_connection = True
                 return None
+            if totara.gzip:
+                return self._send(200, gzip.compress(body), "text/csv", encoding="gzip")
             return self._send(200, body, "text/csv")
 
         def do_POST(self) -> None:  # noqa: N802

@@ -217,3 +217,12 @@ def test_tenant_that_is_not_a_number_is_refused_before_any_request(totara, base_
         fetch_tenant(settings_for(base_env, totara.url), "../0", tmp_path)
     assert not caught.value.retryable
     assert totara.requests_seen == []
+
+
+def test_gzip_encoded_files_are_saved_decompressed(totara, base_env, tmp_path, source):
+    totara.gzip = True
+
+    fetch_tenant(settings_for(base_env, totara.url), "0", tmp_path / "d")
+
+    for name in FILES:
+        assert (tmp_path / "d" / name).read_bytes() == (source / name).read_bytes()
