@@ -83,6 +83,8 @@ class Livez:
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = "ok"
 
+    on_head = on_get  # some load balancers probe with HEAD; Falcon drops the body
+
 
 class Readyz:
     """GET /readyz: 200 once Redis answers and some tenant is published, else 503."""
@@ -98,3 +100,5 @@ class Readyz:
         resp.content_type = falcon.MEDIA_TEXT
         resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
         resp.text = "ready" if ready else "not ready"
+
+    on_head = on_get

@@ -130,3 +130,8 @@ def test_openapi_parameters_match_the_validation(path):
     document = json.loads(home.OPENAPI_FILE.read_text())
     names = [p["name"] for p in document["paths"][path]["get"]["parameters"]]
     assert tuple(names) == (USER_ITEMS_PARAMS if path == "/user-items" else SIMILAR_ITEMS_PARAMS)
+
+
+def test_probes_answer_head(api):
+    assert api.client.simulate_head("/livez").status_code == 200
+    assert api.client.simulate_head("/readyz").status_code == 503
