@@ -166,7 +166,7 @@ def _competency_problem(pair: str) -> str | None:
     parts = pair.split(":")
     if len(parts) != 2 or parts[0] == "":
         return f"competencies_scale entry '{pair}' is not competencyid:proficiency"
-    if not _NUMBER_RE.match(parts[1]):
+    if not _NUMBER_RE.fullmatch(parts[1]):
         return f"competencies_scale entry '{pair}': proficiency is not a number"
     return None
 
