@@ -26,7 +26,7 @@ _KEY = re.compile(r"^(container_course|container_workspace|engage_article|engage
 
 def parse_item_key(key: str) -> tuple[int, int] | None:
     """Split ``engage_article42`` into ``(TYPE_CODE["engage_article"], 42)``; None if malformed."""
-    match = _KEY.match(key)
+    match = _KEY.fullmatch(key)
     if match is None:
         return None
     number = int(match.group(2))
