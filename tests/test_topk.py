@@ -82,11 +82,3 @@ def test_packing_round_trips_and_reports_empty_sections():
     assert len(packing.unpack(blob, 4)[0]) == 0
     assert len(blob) == 2 + 2 * 2 + 2 * 8  # 8 bytes per entry
 
-
-def test_item_keys_with_trailing_characters_are_not_items():
-    from recommender.items import parse_item_key
-
-    assert parse_item_key("engage_article12") == (2, 12)
-    for bad in ("engage_article12\n", "engage_article", "engage_article-1", "foo12",
-                "engage_article99999999999"):
-        assert parse_item_key(bad) is None, bad
