@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"  # the Procfile runs gunicorn and python from the venv
 
 mkdir -p data
 if [ -z "${ML_TOTARA_KEY:-}" ]; then
-  [ -s data/demo-key ] || .venv/bin/python -c 'import secrets; print(secrets.token_hex(16))' \
+  [ -s data/demo-key ] || python -c 'import secrets; print(secrets.token_hex(16))' \
     > data/demo-key
   ML_TOTARA_KEY=$(cat data/demo-key)
 fi
@@ -19,11 +20,12 @@ export ML_BIND=${ML_BIND:-*:5000}
 export ML_NUM_THREADS=${ML_NUM_THREADS:-$(nproc)}
 
 if [ ! -e "$ML_EXPORT_DIR/tenants.csv" ]; then
-  .venv/bin/python -m recommender demo-data "$ML_EXPORT_DIR"
+  python -m recommender demo-data "$ML_EXPORT_DIR"
 fi
-.venv/bin/python -m recommender train
+python -m recommender train
 
 port=${ML_BIND##*:}
+user=$(sed -n 2p "$ML_EXPORT_DIR/user_data_0.csv" | cut -d, -f1)
 cat <<TEXT
 
 The service is starting on port $port. Point Totara at it with
@@ -32,8 +34,8 @@ The service is starting on port $port. Point Totara at it with
 or call it as Totara does (a signature of the time and the key, and Totara's User-Agent):
   t=\$(date +%s); sig=\$(printf '%s%s' "\$t" '$ML_TOTARA_KEY' | sha256sum | cut -d' ' -f1)
   curl -A TotaraBot/1.0 -H "X-Totara-Time: \$t" -H "X-Totara-Ml-Key: \$sig" \\
-    'http://127.0.0.1:$port/user-items?totara_user_id=1&item_type=container_course&tenant=0&n_items=5'
+    'http://127.0.0.1:$port/user-items?totara_user_id=$user&item_type=container_course&tenant=0&n_items=5'
 Status page: http://127.0.0.1:$port/   Ctrl-C stops the API and the worker.
 
 TEXT
-exec .venv/bin/honcho start -f Procfile web=1 worker=1
+exec honcho start -f Procfile
