@@ -7,6 +7,7 @@ A failure is a plain-text 401 that never repeats the request headers (the origin
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from collections.abc import Callable
 import falcon
 
 from recommender.signing import USER_AGENT, signature
+
+log = logging.getLogger(__name__)
 
 # Paths anyone may read: they disclose nothing about the model or the data.
 OPEN_PATHS = frozenset({"/", "/favicon.ico", "/livez", "/readyz", "/openapi.json"})
@@ -50,6 +53,11 @@ class TotaraAuth:
         failure = self.check(req.get_header("X-Totara-Time"), req.get_header("X-Totara-Ml-Key"),
                              req.user_agent)
         if failure is not None:
+            # The headers are not logged either: the key header is a valid signature replayable
+            # for 30 s. A clock failure means Totara itself is locked out: worth a warning.
+            level = logging.WARNING if failure is CLOCKS else logging.INFO
+            log.log(level, "401 for %s %.200s from %s: %s", req.method, req.path, req.remote_addr,
+                    failure)
             resp.status = falcon.HTTP_401
             resp.content_type = falcon.MEDIA_TEXT
             resp.text = failure

@@ -229,7 +229,7 @@ def _measure(urls: dict[str, str], key: str, users: list[int], args: argparse.Na
               f"{failures:10d}")
     ok_ratio = ratio >= TARGET_RATIO
     ok_p99 = half["api"].p99_ms <= TARGET_P99_MS
-    print(f"\nthroughput ratio API / reference: {ratio:.2f} (target >= {TARGET_RATIO}): "
+    print(f"\nthroughput ratio API / reference: {ratio:.3f} (target >= {TARGET_RATIO}): "
           f"{'met' if ok_ratio else 'NOT met'}")
     print(f"API p99 at half its maximum rate: {half['api'].p99_ms:.2f} ms "
           f"(target <= {TARGET_P99_MS:g} ms): {'met' if ok_p99 else 'NOT met'}")
