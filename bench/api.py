@@ -104,7 +104,7 @@ def _published_users(client: redis.Redis) -> list[int]:
     version = client.get(keys.current("0")).decode()
     pipe = client.pipeline(transaction=False)
     for bucket in range(keys.USER_BUCKETS):
-        pipe.hkeys(f"ml:{{0}}:v:{version}:u:{bucket}")
+        pipe.hkeys(keys.user_bucket("0", version, bucket))  # bucket b holds ids = b mod 1024
     users = sorted(int(u) for fields in pipe.execute() for u in fields)
     return users[:MAX_USERS]
 
