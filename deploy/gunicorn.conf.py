@@ -34,10 +34,10 @@ def _worker_count() -> int:
 bind = _settings.gunicorn_bind
 chdir = str(ROOT)
 workers = _worker_count()
-# Sync workers: a request is ~1 ms of Python plus one Redis round trip, so threads in a worker
-# mostly wait on the GIL. Measured with wrk (docs/api.md): sync at least matched gthread with 4
-# threads and had the lower p99, most clearly with Connection: close, which is how Totara's curl
-# calls. Sync's lack of keep-alive costs nothing for that caller.
+# Sync workers: a request is CPU work plus one short Redis round trip, so threads in a worker would
+# mostly wait on the GIL, and Totara's curl does not reuse connections, so gthread's keep-alive
+# buys nothing. Measured (docs/api.md, `python -m bench api --worker-class gthread`): the two were
+# within each other's run-to-run spread.
 worker_class = "sync"
 # No preload: each worker imports the app and connects to Redis after the fork
 # (api.connection.LazyRedis), so no connection pool is shared between processes.
