@@ -89,7 +89,12 @@ def _start_redis(directory: Path) -> tuple[subprocess.Popen, str]:
          "--save", "", "--appendonly", "no", "--dir", str(directory)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
-    _wait(lambda: redis.Redis.from_url(url).ping(), "Redis")
+    try:
+        _wait(lambda: redis.Redis.from_url(url).ping(), "Redis")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     return process, url
 
 
@@ -135,7 +140,12 @@ def _gunicorn(app: str, env: dict[str, str], args: argparse.Namespace,
         command += ["--threads", str(args.gunicorn_threads)]
     process = subprocess.Popen(command, cwd=ROOT, env={**env, "ML_BIND": f"127.0.0.1:{port}"},
                                stdout=log.open("w"), stderr=subprocess.STDOUT)
-    _wait(lambda: _http_answers(port), f"gunicorn for {app} (see {log})")
+    try:
+        _wait(lambda: _http_answers(port), f"gunicorn for {app} (see {log})")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     return process, port
 
 

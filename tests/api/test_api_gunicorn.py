@@ -40,22 +40,31 @@ def server(real_redis, real_redis_url, base_env, tmp_path):
                                 "api.app:create_app()"], cwd=tmp_path, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(url, process, tmp_path / "gunicorn.log")
+        yield url, real_redis, process
+    finally:  # whatever happened, no gunicorn outlives the test
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 15
     while True:
         try:
             if requests.get(url + "/livez", timeout=2).status_code == 200:
-                break
+                return
         except requests.RequestException:  # refused, or accepted before a worker is up
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text())
+            pytest.fail("gunicorn did not start:\n" + log.read_text())
         time.sleep(0.1)
-    yield url, real_redis, process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
-    log.close()
 
 
 def totara_get(url: str, path: str, **params: object) -> requests.Response:
