@@ -8,7 +8,6 @@ skipped rather than sent on a channel that no longer exists.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import time
@@ -110,9 +109,11 @@ class Settler:
     def dead_letter(self, d: Delivery, reason: str) -> None:
         """Keep the message, untouched, in the dead-letter queue with the reason, then ack."""
         reason = " ".join(reason.split())[:500]
-        log.error("%s dead-lettered: %s", d.describe(), reason)
         if d.generation != self.generation or self.producer is None:
-            return  # redelivered anyway; the next copy is judged again
+            log.error("%s: %s; left to the broker to redeliver (its connection is gone)",
+                      d.describe(), reason)
+            return
+        log.error("%s dead-lettered: %s", d.describe(), reason)
         message = d.message
         headers = dict(message.headers or {})
         headers.update({DEAD_REASON_HEADER: reason, "x-original-routing-key": d.routing_key,
@@ -161,6 +162,3 @@ class Settler:
         """After a reconnect: drop held retries of the old connection (already redelivered)."""
         return len(self.held.remove_if(lambda item: item[0].generation != self.generation))
 
-
-def json_line(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), default=str)

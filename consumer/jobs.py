@@ -64,6 +64,17 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, redis.RedisError | OSError)
 
 
+def summarize(result: Any, seconds: float) -> tuple[str, str]:
+    """The status of a TenantResult and one line about it for the log."""
+    status = str(getattr(result, "status", FAILED))
+    version = getattr(result, "version", None)
+    message = str(getattr(result, "message", ""))
+    text = f"finished in {seconds:.1f}s with status {status}"
+    text += f" (version {version})" if version else ""
+    text += f": {message}" if message else ""
+    return status, text
+
+
 @dataclass
 class Outcome:
     kind: str  # "trained" | "locked" | "duplicate" | "tenants"

@@ -34,8 +34,6 @@ def load_settings() -> Settings:
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    # kombu logs every reconnect attempt with a traceback at WARNING; ours is one line.
-    logging.getLogger("kombu.mixins").setLevel(logging.ERROR)
 
 
 def build_worker(settings: Settings, *, train_fn: jobs.TrainFn | None = None,

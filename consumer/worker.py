@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class Worker(ConsumerMixin):
         self.scheduler = (Scheduler(client, self._publish_scheduled, schedule_seconds)
                           if schedule_seconds else None)
         self._scheduler_started = False
+        self._schedule_paused_until = 0.0
         self.safety_interval = safety_interval
         self.stop_grace = stop_grace
         self.interactions_prefetch = interactions_prefetch
@@ -174,20 +176,28 @@ class Worker(ConsumerMixin):
             self.settler.dead_letter(d, d.invalid or "invalid message")
             return
         log.info("received %s", d.describe())
+        self._guarded(d, lambda: self._dispatch(d))
+
+    def _guarded(self, d: Delivery, work: Callable[[], None]) -> None:
+        """Broker trouble reconnects (unacked messages come back), Redis trouble retries, and
+        anything else (a bug meeting an odd message) dead-letters rather than crash-looping
+        every worker on the same message."""
         try:
-            if self.markers.is_done(d.event.id):
-                self.settler.ack(d, "duplicate of an event already done")
-                return
-            self._dispatch(d)
+            work()
         except self._broker_errors():
-            raise  # ConsumerMixin reconnects; unacked messages come back
+            raise
         except (redis.RedisError, OSError) as exc:
             self.settler.retry(d, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            log.exception("%s: internal error", d.describe())
+            self.settler.dead_letter(d, f"internal error: {type(exc).__name__}: {exc}")
 
     def _dispatch(self, d: Delivery) -> None:
         event = d.event
         assert event is not None
-        if event.type == events.INTERACTION:
+        if self.markers.is_done(event.id):
+            self.settler.ack(d, "duplicate of an event already done")
+        elif event.type == events.INTERACTION:
             interactions.record(self.client, event)
             self.markers.mark(event.id, "recorded")
             self.settler.ack(d, "interaction recorded")
@@ -210,11 +220,12 @@ class Worker(ConsumerMixin):
         event = d.event
         assert event is not None
         retrain = event.type == events.RETRAIN
-        for tenant in tenants:
-            child = events.make_event(events.TRAIN, event_id=events.child_id(event.id, tenant),
+        # All built (validated) before the first is sent: a bad tenant id sends none.
+        children = [events.make_event(events.TRAIN, event_id=events.child_id(event.id, tenant),
                                       tenant=tenant, parent=event.id,
                                       algorithm=event.fields.get("algorithm"),
-                                      force=True if retrain else None)
+                                      force=True if retrain else None) for tenant in tenants]
+        for child in children:
             self.settler.publish(child)
         self.markers.mark(event.id, f"fanned out to {len(tenants)}")
         self.settler.ack(d, f"published train events for {len(tenants)} tenant(s): "
@@ -224,12 +235,8 @@ class Worker(ConsumerMixin):
         for finished in self.runner.poll():
             d: Delivery = finished.key
             self.inflight = None
-            try:
-                self._settle_job(d, finished.value, finished.error, finished.seconds)
-            except self._broker_errors():
-                raise
-            except (redis.RedisError, OSError) as exc:
-                self.settler.retry(d, f"{type(exc).__name__}: {exc}")
+            self._guarded(d, partial(self._settle_job, d, finished.value, finished.error,
+                                     finished.seconds))
 
     def _settle_job(self, d: Delivery, outcome: jobs.Outcome | None,
                     error: BaseException | None, seconds: float) -> None:
@@ -249,13 +256,7 @@ class Worker(ConsumerMixin):
         elif outcome.kind == "tenants":
             self._fan_out(d, outcome.tenants)
         else:
-            result = outcome.result
-            status = str(getattr(result, "status", "failed"))
-            message = str(getattr(result, "message", ""))
-            version = getattr(result, "version", None)
-            text = f"finished in {seconds:.1f}s with status {status}"
-            text += f" (version {version})" if version else ""
-            text += f": {message}" if message else ""
+            status, text = jobs.summarize(outcome.result, seconds)
             if status in jobs.SUCCESS_STATUSES:
                 log.info("%s %s", d.describe(), text)
             else:
@@ -270,7 +271,8 @@ class Worker(ConsumerMixin):
         self.settler.publish(event, headers)
 
     def _schedule(self) -> None:
-        if self.scheduler is None or self._stop_deadline is not None:
+        if (self.scheduler is None or self._stop_deadline is not None
+                or time.monotonic() < self._schedule_paused_until):
             return
         try:
             if not self._scheduler_started:
@@ -281,7 +283,8 @@ class Worker(ConsumerMixin):
         except (redis.RedisError, OSError) as exc:
             if isinstance(exc, self._broker_errors()):
                 raise
-            log.warning("scheduler: Redis unavailable (%s); trying again", exc)
+            log.warning("scheduler: Redis unavailable (%s); trying again in 10s", exc)
+            self._schedule_paused_until = time.monotonic() + 10
 
     def _touch_alive(self) -> None:
         if self.alive_file is None or time.monotonic() - self._alive_touched < 5:

@@ -268,3 +268,19 @@ def test_the_alive_file_is_touched_while_the_worker_loops(env, tmp_path):
     worker.alive_file = tmp_path / "alive"
     with running(worker):
         wait_for(lambda: worker.alive_file.exists())
+
+
+def test_an_error_while_handling_dead_letters_the_message_instead_of_crashing(env):
+    url, prefix, settings, client, publish, connection, topology = env
+    trainer = FakeTrainer()
+    # tenants.csv with a name no train event can carry: the fan-out fails on this worker's
+    # connection thread, which must survive it.
+    worker = make_worker(url, prefix, settings, client, trainer, tenants=["0", "x{1}"])
+    with running(worker):
+        publish(events.make_event(events.EXPORT_READY))
+        wait_for(lambda: worker.settler.counts.get("dead") == 1)
+        publish(train_event("5"))
+        wait_for(lambda: trainer.calls)
+    (dead,) = drain(connection, topology.dead_queue)
+    assert dead.headers[DEAD_REASON_HEADER].startswith("internal error: InvalidEvent")
+    assert trainer.calls == [("5", None, False)]  # no train event of the bad fan-out was sent
