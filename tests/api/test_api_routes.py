@@ -135,3 +135,22 @@ def test_openapi_parameters_match_the_validation(path):
 def test_probes_answer_head(api):
     assert api.client.simulate_head("/livez").status_code == 200
     assert api.client.simulate_head("/readyz").status_code == 503
+
+
+def test_factory_without_arguments_reads_the_environment(monkeypatch, base_env):
+    import falcon.testing
+
+    from api.app import create_app
+
+    for name, value in {**base_env, "ML_DEV": "1",
+                        "ML_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0"}.items():
+        monkeypatch.setenv(name, value)
+    client = falcon.testing.TestClient(create_app())
+    assert "development" in client.simulate_get("/").text
+    assert client.simulate_get("/livez").status_code == 200
+    assert client.simulate_get("/readyz").status_code == 503  # connects lazily, fails cleanly
+    assert client.simulate_get("/user-items", headers=signed_headers(KEY)).status_code == 200
+    monkeypatch.delenv("ML_TOTARA_KEY")
+    with pytest.raises(SystemExit) as stopped:
+        create_app()
+    assert stopped.value.code == 2
