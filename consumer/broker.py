@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kombu import Connection
 
-from consumer.topology import Topology, is_amqp, prefix_from_env
+from consumer.topology import Topology, is_amqp
 from recommender.config import Settings
 from recommender.redisconn import broker_url
 
@@ -31,5 +31,5 @@ def connection_for(url: str, *, heartbeat: int = HEARTBEAT_SECONDS) -> Connectio
 def from_settings(settings: Settings, prefix: str | None = None) -> tuple[Connection, Topology]:
     """The configured broker (``ML_BROKER_URL``, else the Redis in use) and its topology."""
     url = broker_url(settings)
-    topology = Topology(prefix=prefix or prefix_from_env(), amqp=is_amqp(url))
+    topology = Topology(prefix=prefix or settings.broker_prefix, amqp=is_amqp(url))
     return connection_for(url), topology

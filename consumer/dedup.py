@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import redis
 
+from recommender import keys
+
 MARKER_TTL_SECONDS = 7 * 24 * 3600  # far longer than any redelivery or retry chain
-
-
-def marker_key(event_id: str) -> str:
-    return f"ml:consumer:done:{event_id}"
 
 
 class DoneMarkers:
@@ -23,8 +21,8 @@ class DoneMarkers:
         self.ttl = ttl
 
     def is_done(self, event_id: str) -> bool:
-        return bool(self.client.exists(marker_key(event_id)))
+        return bool(self.client.exists(keys.done(event_id)))
 
     def mark(self, event_id: str, outcome: str) -> bool:
         """Record the event as done; False when another worker had already recorded it."""
-        return bool(self.client.set(marker_key(event_id), outcome, nx=True, ex=self.ttl))
+        return bool(self.client.set(keys.done(event_id), outcome, nx=True, ex=self.ttl))

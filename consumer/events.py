@@ -62,7 +62,7 @@ def _tenant(value: Any, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidEvent(f"{name} must be a tenant id (digits), got {type(value).__name__}")
     text = str(value)
-    if not _TENANT.match(text):
+    if not _TENANT.fullmatch(text):
         raise InvalidEvent(f"{name} must be a tenant id (digits), got {text[:40]!r}")
     return str(int(text))
 
@@ -91,7 +91,7 @@ def _tenant_list(value: Any) -> list[str]:
 
 
 def _event_id(value: Any) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise InvalidEvent("id must be a string of letters, digits and ._:- (a UUID), "
                            f"got {value!r:.40}")
     return value

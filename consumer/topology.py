@@ -13,13 +13,11 @@ One durable direct exchange ``totara_ml`` routes by event type:
 On AMQP the queues also name the exchange as their ``x-dead-letter-exchange``, and the exchange
 has an alternate exchange ``totara_ml.unrouted`` (fanout, bound to the dead queue), so messages
 with an unknown routing key are kept instead of silently dropped. The prefix is ``totara_ml``
-unless ``ML_BROKER_PREFIX`` says otherwise (tests use a unique one each).
+unless ``ML_BROKER_PREFIX`` (``Settings.broker_prefix``) says otherwise; tests use a unique one.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 
 from kombu import Exchange, Queue, binding
@@ -28,20 +26,8 @@ from consumer import events
 
 DEFAULT_PREFIX = "totara_ml"
 DEAD_ROUTING_KEY = "dead"
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 EVENT_KEYS = (events.EXPORT_READY, events.RETRAIN, events.TRAIN)
 INTERACTION_KEYS = (events.INTERACTION,)
-
-
-def prefix_from_env(env: dict[str, str] | None = None) -> str:
-    """``ML_BROKER_PREFIX`` or ``totara_ml``; a bad value exits like every config error."""
-    env = os.environ if env is None else env
-    raw = env.get("ML_BROKER_PREFIX", "").strip() or DEFAULT_PREFIX
-    if not _PREFIX.match(raw):
-        from recommender.config import ConfigError
-
-        raise ConfigError(f"ML_BROKER_PREFIX={raw!r}: expected letters, digits and _.- only")
-    return raw
 
 
 def is_amqp(url: str) -> bool:

@@ -7,6 +7,7 @@ naming the variable, the value and what is accepted. ``load_or_exit`` turns that
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ALGORITHMS = ("hybrid", "partial", "mf")
+_BROKER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 class ConfigError(ValueError):
@@ -33,6 +35,7 @@ class Settings:
     bind: str
     redis_url: str | None  # None: the embedded server (see recommender.redisconn)
     broker_url: str | None  # None: the same Redis as redis_url
+    broker_prefix: str  # names of the exchange and queues (docs/events.md)
     export_dir: Path | None
     top_k: int
     download_retry_delay: float
@@ -118,6 +121,10 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
     export_dir = env.get("ML_EXPORT_DIR", "").strip()
     if export_dir and not Path(export_dir).is_dir():
         raise ConfigError(f"ML_EXPORT_DIR={export_dir!r}: expected an existing folder")
+    broker_prefix = env.get("ML_BROKER_PREFIX", "").strip() or "totara_ml"
+    if not _BROKER_PREFIX.fullmatch(broker_prefix):
+        raise ConfigError(f"ML_BROKER_PREFIX={broker_prefix!r}: expected letters, digits and "
+                          "_.- only")
     log_level = (env.get("ML_LOG_LEVEL", "").strip() or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"ML_LOG_LEVEL={log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
@@ -134,6 +141,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         redis_url=_url(env, "ML_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster")),
         broker_url=_url(env, "ML_BROKER_URL",
                         ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")),
+        broker_prefix=broker_prefix,
         export_dir=Path(export_dir) if export_dir else None,
         top_k=_int(env, "ML_TOP_K", 50, 1, 1000),
         download_retry_delay=_float(env, "ML_DOWNLOAD_RETRY_DELAY", 60.0, 0.0, 3600.0),

@@ -16,8 +16,14 @@ ITEM_BUCKETS = 256
 # Set of tenants that have ever been published; only read to tell "no model yet" from "no such
 # tenant" when a tenant has no pointer.
 TENANTS = "ml:tenants"
-# String: the newest scheduled retrain time (unix seconds), written by the scheduler.
+# String: the start (unix seconds) of the newest retrain period claimed by a scheduler; moved
+# forward by compare-and-set, so one export-ready is published per period however many workers.
 SCHEDULE_LEADER = "ml:scheduler:leader"
+
+
+def done(event_id: str) -> str:
+    """String with expiry: the event was fully handled (its outcome); duplicates are skipped."""
+    return f"ml:consumer:done:{event_id}"
 
 
 def tenant_tag(tenant: str) -> str:

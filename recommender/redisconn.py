@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from recommender.config import Settings
 
@@ -82,11 +84,22 @@ def broker_url(settings: Settings) -> str:
     return url
 
 
+def default_options() -> dict[str, object]:
+    """Timeouts and retries for the training side (CLI, worker); the API passes tighter ones.
+
+    redis-py's own default retries ten times with growing back-off, which turns a Redis that is
+    down into a silent stall of many seconds; three quick retries cover a dropped connection.
+    """
+    return {"socket_connect_timeout": 5, "socket_timeout": 60, "health_check_interval": 30,
+            "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), 3)}
+
+
 def connect(settings: Settings, **options: object) -> redis.Redis:
     """A client for the configured Redis: plain, TLS, unix socket, or Cluster (``redis+cluster``).
 
     Call it after fork (gunicorn workers, worker threads): connection pools are per process.
     """
+    options = {**default_options(), **options}
     url = redis_url(settings)
     if url.startswith("redis+cluster://"):
         from redis.cluster import RedisCluster

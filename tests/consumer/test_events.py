@@ -50,6 +50,8 @@ def test_tenants_are_normalised_to_digit_strings_without_duplicates():
     (body("train"), "train needs the field tenant"),
     (body("train", tenant="1", forse=True), "unknown field(s) in train: forse"),
     (body("train", tenant="{1}"), "tenant must be a tenant id"),
+    (body("train", tenant="1\n"), "tenant must be a tenant id"),
+    (body("train", tenant="1") | {"id": "abc\n"}, "id must be"),
     (body("train", tenant=True), "tenant must be a tenant id"),
     (body("train", tenant="1", algorithm="deep"), "algorithm must be one of"),
     (body("train", tenant="1", force="yes"), "force must be true or false"),
