@@ -69,7 +69,7 @@ def rabbitmq_url() -> str:
     return RABBITMQ_URL
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def oulad_dir() -> Path:
     if not (OULAD_DIR / "vle.csv").exists():
         pytest.skip("../shared/data/oulad is absent")

@@ -16,13 +16,10 @@ from recommender.oulad import ACTIVITY_TYPES, BASE_TIME, import_oulad
 
 
 @pytest.fixture(scope="module")
-def full_import(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
-    from conftest import OULAD_DIR
-
-    if not (OULAD_DIR / "vle.csv").exists():
-        pytest.skip("../shared/data/oulad is absent")
+def full_import(tmp_path_factory: pytest.TempPathFactory,
+                oulad_dir: Path) -> tuple[Path, dict[str, int]]:
     dest = tmp_path_factory.mktemp("oulad")
-    return dest, import_oulad(OULAD_DIR, dest)
+    return dest, import_oulad(oulad_dir, dest)
 
 
 def first_clicks(src: Path, rows: int) -> list[dict[str, str]]:
