@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ALGORITHMS = ("hybrid", "partial", "mf")
+LOG_FORMATS = ("text", "json")
 _BROKER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -44,6 +45,9 @@ class Settings:
     publish_grace_seconds: int
     embedded_dir: Path
     log_level: str
+    # Defaults here too: callers that build Settings by hand need not know the newer fields.
+    metrics_port: int = 9102  # the worker's /metrics; 0 = off
+    log_format: str = "text"  # text | json
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -128,6 +132,9 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
     log_level = (env.get("ML_LOG_LEVEL", "").strip() or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"ML_LOG_LEVEL={log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+    log_format = env.get("ML_LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"ML_LOG_FORMAT={log_format!r}: expected text or json")
     return Settings(
         totara_url=totara_url.rstrip("/") if totara_url else None,
         totara_key=totara_key or None,
@@ -150,6 +157,8 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         publish_grace_seconds=_int(env, "ML_PUBLISH_GRACE", 300, 0, 86400),
         embedded_dir=Path(env.get("ML_EMBEDDED_DIR", "").strip() or "data/redis"),
         log_level=log_level,
+        metrics_port=_int(env, "ML_METRICS_PORT", 9102, 0, 65535),
+        log_format=log_format,
     )
 
 
