@@ -9,9 +9,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = top.add_subparsers(dest="bench", required=True)
-    from bench import api
+    from bench import api, pipeline
 
     api.add_arguments(sub.add_parser("api", help=api.__doc__.splitlines()[0]))
+    pipeline.add_arguments(sub.add_parser("pipeline", help=pipeline.__doc__.splitlines()[0]))
     args = top.parse_args(argv)
     return args.run(args)
 

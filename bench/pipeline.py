@@ -1,0 +1,203 @@
+"""The training pipeline at size: each stage measured beside its bound on this machine.
+
+Generates a demo export (in a subprocess, so its memory does not count), then runs the
+production code stage by stage: parse and validate, features, fit, precompute, publish into a
+private Redis. Beside precompute it measures a bare numpy bound (the same user x item products
+followed by ``argpartition`` for the same number of lists); beside publish, a bare pipelined
+client writing the same keys and bytes with nothing else to do. Ratios to those bounds are what
+to compare between runs: absolute times drift on a shared machine.
+Last line: ``precompute/bound=.. publish/bound=.. parse_rows_per_s=.. peak_rss_mb=..
+redis_bytes_per_entry=..``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from bench import servers
+
+TARGETS = {"precompute/bound": 1.5, "publish/bound": 2.0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--interactions", type=int, default=2_000_000)
+    parser.add_argument("--algorithm", default="hybrid", choices=("hybrid", "partial", "mf"))
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--top-k", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=main)
+
+
+class Clock:
+    """Seconds per named stage, printed as they finish."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, work, *args, **kwargs):
+        started = time.perf_counter()
+        result = work(*args, **kwargs)
+        self.seconds[name] = time.perf_counter() - started
+        print(f"{name:<22} {self.seconds[name]:8.2f} s", flush=True)
+        return result
+
+
+def _generate(dest: Path, args: argparse.Namespace) -> None:
+    command = [sys.executable, "-m", "recommender", "demo-data", str(dest), "--tenants", "1",
+               "--users", str(args.users), "--items", str(args.items),
+               "--interactions", str(args.interactions), "--seed", str(args.seed)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def _precompute_and_publish(client: redis.Redis, emb, arrays, top_k: int) -> dict[str, float]:
+    """The production publish, with time inside the list generators and the writes kept apart."""
+    from recommender import publish, store, topk
+
+    writer = store.VersionWriter(client, "0")
+    spent = {"precompute": 0.0, "publish": 0.0, "entries": 0, "users": 0}
+
+    def timed(generator):
+        while True:
+            started = time.perf_counter()
+            batch = next(generator, None)
+            spent["precompute"] += time.perf_counter() - started
+            if batch is None:
+                return
+            yield batch
+
+    started = time.perf_counter()
+    writer.write_model(publish.model_hash(arrays))
+    writer.write_popular(topk.popular_lists(emb, top_k))
+    spent["publish"] += time.perf_counter() - started
+    for batch in timed(topk.user_lists(emb, top_k)):
+        started = time.perf_counter()
+        writer.write_users(batch)
+        spent["publish"] += time.perf_counter() - started
+        spent["users"] += len(batch)
+        spent["entries"] += sum((len(blob) - 12) // 8 for _, blob in batch)
+    for batch in timed(topk.similar_lists(emb, top_k)):
+        started = time.perf_counter()
+        writer.write_items(batch)
+        spent["publish"] += time.perf_counter() - started
+        spent["entries"] += sum((len(blob) - 4) // 8 for _, _, blob in batch)
+    started = time.perf_counter()
+    writer.commit({"status": "trained"})
+    spent["publish"] += time.perf_counter() - started
+    return spent
+
+
+def _precompute_bound(emb, top_k: int) -> float:
+    """Bare numpy: the same products and one argpartition per list, nothing else."""
+    from recommender.items import FAMILY_OF_TYPE
+    from recommender.topk import BATCH_USERS
+
+    order = np.argsort(emb.item_types, kind="stable")
+    items = np.ascontiguousarray(emb.item_emb[order].T)
+    types = emb.item_types[order]
+    bounds = [(np.searchsorted(types, t), np.searchsorted(types, t, "right")) for t in range(5)]
+    started = time.perf_counter()
+    for start in range(0, len(emb.user_emb), BATCH_USERS):
+        scores = emb.user_emb[start:start + BATCH_USERS] @ items
+        for lo, hi in bounds:
+            if hi - lo > top_k:
+                np.argpartition(scores[:, lo:hi], -top_k, axis=1)
+    family = np.asarray(FAMILY_OF_TYPE)[types]
+    for f in np.unique(family):
+        members = np.flatnonzero(family == f)
+        block = emb.item_emb[order][members]
+        for start in range(0, len(members), BATCH_USERS):
+            scores = block[start:start + BATCH_USERS] @ block.T
+            if len(members) > top_k:
+                np.argpartition(scores, -top_k, axis=1)
+    return time.perf_counter() - started
+
+
+def _publish_bound(client: redis.Redis, emb, sample: list[tuple[int, bytes]]) -> float:
+    """A bare pipelined client: the same hashes, fields and value sizes, nothing else."""
+    from recommender import keys
+
+    size = round(np.mean([len(b) for _, b in sample]))
+    blob = bytes(size)
+    started = time.perf_counter()
+    pipe = client.pipeline(transaction=False)
+    pending = 0
+    for start in range(0, len(emb.user_ids), 2048):
+        buckets: dict[str, dict[str, bytes]] = {}
+        for user in emb.user_ids[start:start + 2048].tolist():
+            buckets.setdefault(keys.user_bucket("b", "bound", user), {})[str(user)] = blob
+        for key, mapping in buckets.items():
+            pipe.hset(key, mapping=mapping)
+            pending += 1
+            if pending >= 256:
+                pipe.execute()
+                pending = 0
+    pipe.execute()
+    elapsed = time.perf_counter() - started
+    for name in keys.version_keys("b", "bound"):
+        client.unlink(name)
+    return elapsed
+
+
+def main(args: argparse.Namespace) -> int:
+    from recommender import export, features, publish, topk, train
+
+    clock = Clock()
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
+        tmp = Path(scratch)
+        clock.run("generate (subprocess)", _generate, tmp / "export", args)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        data = clock.run("parse + validate", export.load_tenant, tmp / "export", "0")
+        rows = sum(v for k, v in data.stats.items() if k.endswith("_rows"))
+        parse_seconds = sum(v for k, v in data.stats.items() if k.endswith("_seconds"))
+        fs = clock.run("features", features.build, data, args.algorithm)
+        params = train.TrainParams(max_epochs=args.max_epochs)
+        fitted = clock.run("fit", train.fit, fs, params, args.threads)
+        arrays = publish.saved_arrays(data, fitted.model, fs)
+        emb = publish.embeddings(arrays)
+        process, url = servers.start_redis(tmp)
+        try:
+            client = redis.Redis.from_url(url)
+            memory_before = client.info("memory")["used_memory"]
+            spent = _precompute_and_publish(client, emb, arrays, args.top_k)
+            redis_bytes = client.info("memory")["used_memory"] - memory_before
+            sample = next(topk.user_lists(emb, args.top_k, batch=64))
+            publish_bound = _publish_bound(client, emb, sample)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        precompute_bound = _precompute_bound(emb, args.top_k)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    epochs = len(fitted.curve)
+    print(f"{'precompute':<22} {spent['precompute']:8.2f} s   bound {precompute_bound:.2f} s")
+    print(f"{'publish':<22} {spent['publish']:8.2f} s   bound {publish_bound:.2f} s")
+    per_epoch = fitted.seconds["validation_fit"] / epochs
+    print(f"users {len(data.users)}, items {len(data.items)}, interactions "
+          f"{len(data.interactions)}; {epochs} epochs ({per_epoch:.2f} s each with validation, "
+          f"refit {fitted.seconds['refit']:.1f} s), validation P@10 "
+          f"{fitted.validation['precision']:.4f}")
+    print(f"Redis: {redis_bytes / 2**20:.1f} MiB for {spent['entries']} list entries, "
+          f"{redis_bytes / max(spent['users'], 1):.0f} bytes per user; peak RSS {peak_rss_mb:.0f} "
+          f"MiB (before parsing {rss_before / 1024:.0f} MiB)")
+    ratios = {"precompute/bound": spent["precompute"] / precompute_bound,
+              "publish/bound": spent["publish"] / publish_bound}
+    misses = [f"{k} {v:.2f} > {TARGETS[k]}" for k, v in ratios.items() if v > TARGETS[k]]
+    if misses:
+        print("above target: " + ", ".join(misses))
+    print(f"precompute/bound={ratios['precompute/bound']:.2f} "
+          f"publish/bound={ratios['publish/bound']:.2f} "
+          f"parse_rows_per_s={rows / parse_seconds:.0f} peak_rss_mb={peak_rss_mb:.0f} "
+          f"redis_bytes_per_entry={redis_bytes / max(spent['entries'], 1):.2f}")
+    return 0
