@@ -6,6 +6,7 @@ naming the variable, the value and what is accepted. ``load_or_exit`` turns that
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -17,6 +18,10 @@ from urllib.parse import urlsplit
 ALGORITHMS = ("hybrid", "partial", "mf")
 LOG_FORMATS = ("text", "json")
 _BROKER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# A shorter shared secret can be guessed offline from one captured signature (sha256(time + key)).
+MIN_KEY_LENGTH = 16
+# Set once the start-up warnings were printed, so forked or re-reading processes stay quiet.
+_WARNED_MARKER = "_ML_CONFIG_WARNED"
 
 
 class ConfigError(ValueError):
@@ -103,6 +108,38 @@ def _bind(raw: str) -> str:
     return " ".join(raw.split())
 
 
+def _loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", a host name: may be reachable from elsewhere
+        return False
+
+
+def _check_dev_bind(dev: bool, bind: str, env: Mapping[str, str]) -> None:
+    """Development mode puts exception details in answers: only on loopback unless forced."""
+    allow = env.get("ML_DEV_ALLOW_REMOTE", "").strip()
+    if allow not in ("", "0", "1"):
+        raise ConfigError(f"ML_DEV_ALLOW_REMOTE={allow!r}: expected 1 or unset")
+    remote = [a for a in bind.split() if not _loopback(a)]
+    if dev and remote and allow != "1":
+        raise ConfigError(f"ML_DEV=1 with ML_BIND={bind!r}: development mode shows error "
+                          "details, so it listens on loopback only (ML_BIND=127.0.0.1:5000); "
+                          "set ML_DEV_ALLOW_REMOTE=1 to force it")
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """Weak but accepted settings, one line each; never containing the key itself."""
+    problems = []
+    key = settings.totara_key or ""
+    if key and len(key) < MIN_KEY_LENGTH:
+        problems.append(f"ML_TOTARA_KEY is {len(key)} characters long; use at least "
+                        f"{MIN_KEY_LENGTH} random characters (Totara's ml_service_key too)")
+    return problems
+
+
 def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
     """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
     env = os.environ if env is None else env
@@ -122,6 +159,8 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
     dev_raw = env.get("ML_DEV", "").strip()
     if dev_raw not in ("", "0", "1"):
         raise ConfigError(f"ML_DEV={dev_raw!r}: expected 1 (development mode) or unset")
+    bind = _bind(env.get("ML_BIND", "*:5000"))
+    _check_dev_bind(dev_raw == "1", bind, env)
     export_dir = env.get("ML_EXPORT_DIR", "").strip()
     if export_dir and not Path(export_dir).is_dir():
         raise ConfigError(f"ML_EXPORT_DIR={export_dir!r}: expected an existing folder")
@@ -144,7 +183,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         num_threads=_int(env, "ML_NUM_THREADS", 4, 1, 256),
         algorithm=algorithm,
         dev=dev_raw == "1",
-        bind=_bind(env.get("ML_BIND", "*:5000")),
+        bind=bind,
         redis_url=_url(env, "ML_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster")),
         broker_url=_url(env, "ML_BROKER_URL",
                         ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")),
@@ -165,7 +204,13 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
 def load_or_exit(*, require_totara: bool = True) -> Settings:
     """``from_env`` for entry points: a bad value ends the program with one line and status 2."""
     try:
-        return from_env(require_totara=require_totara)
+        settings = from_env(require_totara=require_totara)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # Once per process tree: gunicorn's master reads the settings, then each worker again.
+    if not os.environ.get(_WARNED_MARKER):
+        for line in start_warnings(settings):
+            print(f"configuration warning: {line}", file=sys.stderr)
+        os.environ[_WARNED_MARKER] = "1"
+    return settings

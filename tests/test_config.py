@@ -70,3 +70,50 @@ def test_a_command_with_bad_configuration_exits_2_with_one_line(base_env, tmp_pa
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "configuration error: ML_NUM_THREADS='abc': expected a whole number from 1 to 256"]
+
+
+@pytest.mark.parametrize("bind", ["*:5000", "0.0.0.0:5000", "10.1.2.3:5000",
+                                  "127.0.0.1:5000 [::]:5000", "lms.example.com:5000"])
+def test_development_mode_refuses_to_listen_beyond_loopback(base_env, bind):
+    with pytest.raises(ConfigError, match="ML_DEV_ALLOW_REMOTE=1"):
+        from_env({**base_env, "ML_DEV": "1", "ML_BIND": bind})
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:5000", "127.0.0.2:5000", "[::1]:5000",
+                                  "localhost:5000 127.0.0.1:5001"])
+def test_development_mode_on_loopback_starts(base_env, bind):
+    assert from_env({**base_env, "ML_DEV": "1", "ML_BIND": bind}).dev is True
+
+
+def test_development_mode_beyond_loopback_starts_only_when_forced(base_env):
+    settings = from_env({**base_env, "ML_DEV": "1", "ML_BIND": "*:5000",
+                         "ML_DEV_ALLOW_REMOTE": "1"})
+    assert settings.dev is True and settings.bind == "*:5000"
+    # Production mode on every interface is the normal case and needs nothing.
+    assert from_env({**base_env, "ML_BIND": "*:5000"}).dev is False
+
+
+def _start(env: dict[str, str], code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_short_key_warns_once_at_start_without_showing_the_key(base_env):
+    # Given a 9-character key, when an entry point loads the settings twice (as the worker does)
+    env = {**base_env, "ML_TOTARA_KEY": "sEcReT-9c", "PATH": "/usr/bin:/bin"}
+    code = ("from recommender.config import load_or_exit\n"
+            "load_or_exit(require_totara=False); load_or_exit()\n"
+            "import subprocess, sys\n"
+            "subprocess.run([sys.executable, '-c', 'from recommender.config import load_or_exit;"
+            " load_or_exit()'], check=True)\n")
+    result = _start(env, code)
+    assert result.returncode == 0, result.stderr
+    # Then one warning for the process and its child, naming the length and not the key
+    assert result.stderr.count("configuration warning: ML_TOTARA_KEY is 9 characters") == 1
+    assert "sEcReT" not in result.stderr
+
+
+def test_a_long_enough_key_starts_silently(base_env):
+    result = _start({**base_env, "PATH": "/usr/bin:/bin"},
+                    "from recommender.config import load_or_exit; load_or_exit()")
+    assert result.returncode == 0 and result.stderr == ""

@@ -19,7 +19,7 @@ def settings(base_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 def dev_settings(base_env: dict[str, str]) -> Settings:
-    return from_env({**base_env, "ML_DEV": "1"})
+    return from_env({**base_env, "ML_DEV": "1", "ML_BIND": "127.0.0.1:5000"})
 
 
 @pytest.fixture

@@ -142,7 +142,7 @@ def test_factory_without_arguments_reads_the_environment(monkeypatch, base_env):
 
     from api.app import create_app
 
-    for name, value in {**base_env, "ML_DEV": "1",
+    for name, value in {**base_env, "ML_DEV": "1", "ML_BIND": "127.0.0.1:5000",
                         "ML_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0"}.items():
         monkeypatch.setenv(name, value)
     client = falcon.testing.TestClient(create_app())
