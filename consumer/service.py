@@ -11,6 +11,7 @@ from types import FrameType
 from consumer import broker, jobs
 from consumer.dedup import DoneMarkers
 from consumer.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
+from consumer.recovery import DEFAULT_INTERVAL_SECONDS, Recovery
 from consumer.retry import RetryPolicy
 from consumer.worker import Worker
 from recommender.config import ConfigError, Settings, load_or_exit
@@ -71,6 +72,8 @@ def run_worker(settings: Settings | None = None, **options: object) -> int:
     """``python -m consumer``: consume until SIGTERM/SIGINT; returns the exit status."""
     settings = settings or load_settings()
     setup_logging(settings.log_level)
+    # Seconds between checks for models Redis lost (consumer.recovery); 0 turns it off.
+    recovery_interval = float(options.pop("recovery_interval", DEFAULT_INTERVAL_SECONDS))
     try:
         worker = build_worker(settings, **options)  # type: ignore[arg-type]
     except ConfigError as exc:
@@ -79,6 +82,14 @@ def run_worker(settings: Settings | None = None, **options: object) -> int:
     install_signal_handlers(worker)
     log.info("worker %s starting (retrain every %d min)", worker.context.owner,
              settings.retrain_freq_minutes)
-    worker.serve()
+    context = worker.context
+    recovery = Recovery(settings, context.client, context.locks, interval=recovery_interval,
+                        owner=context.owner, lock_ttl=context.lock_ttl)
+    if recovery_interval > 0:
+        recovery.start()
+    try:
+        worker.serve()
+    finally:
+        recovery.stop()
     log.info("worker stopped")
     return 0
