@@ -7,7 +7,6 @@ benchmarks pass their own settings and client instead.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import falcon
@@ -18,9 +17,11 @@ from api.auth import AuthState, TotaraAuth
 from api.errors import ErrorHandlers
 from api.health import HealthCheck, Livez, Readyz
 from api.home import Favicon, Home, OpenApi
+from api.metrics import MetricsEndpoint
+from api.observe import RequestObserver
 from api.reader import Reader
 from api.recommend import ColdCounters, SimilarItems, UserItems
-from recommender import redisconn
+from recommender import logsetup, redisconn
 from recommender.config import Settings, load_or_exit
 
 
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     """Build the app; ``counters`` and ``auth_state`` let callers observe it."""
     if settings is None:
         settings = load_or_exit()
-        _configure_logging(settings.log_level)
+        logsetup.configure(settings.log_level, settings.log_format, [settings.totara_key])
     client = (connection.fixed(redis_client) if redis_client is not None
               else connection.LazyRedis(settings))
     if broker_url is None:
@@ -42,7 +43,9 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     auth_state = auth_state if auth_state is not None else AuthState()
     reader = Reader(client, pointer_ttl=pointer_ttl)
 
-    app = falcon.App(middleware=[TotaraAuth(settings.totara_key, settings.dev, auth_state)])
+    # The observer goes first: it also counts the 401s that authentication answers.
+    app = falcon.App(middleware=[RequestObserver(),
+                                 TotaraAuth(settings.totara_key, settings.dev, auth_state)])
     ErrorHandlers(settings.dev).install(app)
     app.add_route("/", Home(settings.dev))
     app.add_route("/favicon.ico", Favicon())
@@ -52,12 +55,6 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     app.add_route("/health-check", HealthCheck(settings, client, auth_state, broker_url))
     app.add_route("/livez", Livez())
     app.add_route("/readyz", Readyz(reader))
+    app.add_route("/metrics", MetricsEndpoint(client, settings.retrain_freq_minutes))
     return app
 
-
-def _configure_logging(level: str) -> None:
-    # Under gunicorn the root logger has no handler; without one, warnings would be lost.
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    root.setLevel(level)

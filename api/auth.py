@@ -18,8 +18,8 @@ from recommender.signing import USER_AGENT, signature
 
 log = logging.getLogger(__name__)
 
-# Paths anyone may read: they disclose nothing about the model or the data.
-OPEN_PATHS = frozenset({"/", "/favicon.ico", "/livez", "/readyz", "/openapi.json"})
+# Paths anyone may read: they disclose nothing secret. /metrics too, as Prometheus cannot sign.
+OPEN_PATHS = frozenset({"/", "/favicon.ico", "/livez", "/readyz", "/openapi.json", "/metrics"})
 MAX_SKEW_SECONDS = 30
 INVALID = "Invalid access"
 CLOCKS = "Invalid access. The clocks were not in sync"

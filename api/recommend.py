@@ -14,6 +14,7 @@ import falcon
 import numpy as np
 
 from api import envelope, params
+from api.metrics import COLD_ANSWERS
 from api.reader import Reader, Version
 from recommender import packing
 from recommender.items import TYPE_CODE, item_key, parse_item_key
@@ -25,16 +26,19 @@ _MICRO = TYPE_CODE["engage_microlearning"]
 
 
 class ColdCounters:
-    """How many answers were computed in real time; read by health and metrics."""
+    """How many answers were computed in real time: this app's own counts (tests, observers)
+    and the Prometheus counter ``totara_ml_cold_user_answers_total`` (all processes)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.fold_in = 0
         self.popular = 0
+        self._exported = {kind: COLD_ANSWERS.labels(kind) for kind in ("fold_in", "popular")}
 
     def count(self, kind: str) -> None:
         with self._lock:
             setattr(self, kind, getattr(self, kind) + 1)
+        self._exported[kind].inc()
 
 
 def _model_problem(reader: Reader, version: Version | None, tenant: str) -> str | None:

@@ -52,3 +52,46 @@ errorlog = "-"
 # The per-user control socket would collide between instances on one host; it is not used.
 control_socket_disable = True
 proc_name = "totara-ml-api"
+# One log format for gunicorn's own lines and the app's (ML_LOG_FORMAT), the key redacted. Not
+# through logconfig_dict: that turns gunicorn's access log on, which costs every request.
+from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
+
+from recommender import logsetup  # noqa: E402
+
+logsetup.register_secrets([_settings.totara_key])
+# When an access log is asked for (--access-logfile -), its lines end with the request id.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s'
+
+
+class ServiceLogger(_GunicornLogger):
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in (*self.error_log.handlers, *self.access_log.handlers):
+            handler.setFormatter(logsetup.formatter(_settings.log_format))
+
+
+logger_class = ServiceLogger
+
+# Prometheus multiprocess mode: each worker writes its counters to files in a per-run folder,
+# so /metrics (answered by any worker) adds up all of them (api/metrics.py).
+_metrics_dir: list = []
+
+
+def on_starting(server):
+    from api import multiproc
+
+    _metrics_dir.append(multiproc.prepare())
+
+
+def child_exit(server, worker):
+    from api import multiproc
+
+    multiproc.worker_exited(worker.pid)
+
+
+def on_exit(server):
+    from api import multiproc
+
+    for folder, made_here in _metrics_dir:
+        if made_here:
+            multiproc.remove(folder)

@@ -1,0 +1,143 @@
+"""Per-tenant gauges read from Redis when Prometheus scrapes: the same in every process.
+
+The published version, its age, size and validation quality, the latest training run and the
+next scheduled retrain are shared state in Redis (docs/redis-keys.md), not something one process
+saw, so the API and every worker report them alike, and a restarted process loses nothing.
+One pipelined read per scrape at most every ``CACHE_SECONDS``, whatever the number of scrapers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import redis
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from recommender import keys
+
+# The health check's bound: beyond it, tenants are left out of the metrics rather than
+# making every scrape slow.
+MAX_TENANTS = 1000
+CACHE_SECONDS = 5.0
+# Statuses of a run after which the tenant is served what it should be (consumer.jobs).
+SUCCESS_STATUSES = frozenset({"published", "not_trained", "skipped", "stale", "rejected"})
+QUALITY = ("precision_at_10", "recall_at_10", "auc")
+SIZES = ("n_users", "n_items", "n_interactions")
+_META = ["status", "trained_at", *QUALITY, *SIZES]
+_RUN = ["status", "at"]
+
+
+def _number(raw: bytes | None) -> float | None:
+    try:
+        value = float(raw) if raw else None
+    except ValueError:
+        return None
+    return value if value is not None and value == value else None
+
+
+class TenantCollector(Collector):
+    """Collects ``totara_ml_tenant_*`` and ``totara_ml_redis_up`` from ``client()``."""
+
+    def __init__(self, client: Callable[[], redis.Redis], retrain_minutes: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.period = retrain_minutes * 60
+        self.clock = clock
+        self._cached: tuple[float, list[GaugeMetricFamily]] | None = None
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            now = self.clock()
+            if self._cached is None or now - self._cached[0] >= CACHE_SECONDS:
+                self._cached = (now, self._read(now))
+            return iter(self._cached[1])
+
+    def _read(self, now: float) -> list[GaugeMetricFamily]:
+        up = GaugeMetricFamily("totara_ml_redis_up", "1 when Redis answered the last scrape")
+        try:
+            tenants, metas, runs, leader = self._fetch()
+        except (redis.RedisError, OSError, RuntimeError):
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        families = _families()
+        for tenant, meta, run in zip(tenants, metas, runs, strict=True):
+            _add_tenant(families, tenant, dict(zip(_META, meta, strict=True)),
+                        dict(zip(_RUN, run, strict=True)), now)
+        if leader is not None and self.period:
+            families["next_retrain"].add_metric([], leader + self.period)
+        return [up, *families.values()]
+
+    def _fetch(self) -> tuple[list[str], list, list, float | None]:
+        client = self.client()
+        tenants = sorted((t.decode() for t in client.smembers(keys.TENANTS)),
+                         key=lambda t: (len(t), t))[:MAX_TENANTS]
+        pipe = client.pipeline(transaction=False)
+        for tenant in tenants:
+            pipe.get(keys.current(tenant))
+        pipe.get(keys.SCHEDULE_LEADER)
+        *versions, leader = pipe.execute()
+        pipe = client.pipeline(transaction=False)
+        for tenant, version in zip(tenants, versions, strict=True):
+            pipe.hmget(keys.meta(tenant, (version or b"none").decode()), _META)
+            pipe.hmget(keys.last_run(tenant), _RUN)
+        replies = pipe.execute() if tenants else []
+        return tenants, replies[0::2], replies[1::2], _number(leader)
+
+
+def _families() -> dict[str, GaugeMetricFamily]:
+    def gauge(name: str, text: str, labels: tuple[str, ...] = ("tenant",)) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, text, labels=list(labels))
+
+    return {
+        "age": gauge("totara_ml_tenant_published_version_age_seconds",
+                     "Seconds since the published version of the tenant was trained"),
+        "trained": gauge("totara_ml_tenant_trained",
+                         "1 when the published version is a trained model, 0 when the tenant "
+                         "had too little data"),
+        "success": gauge("totara_ml_tenant_last_success_timestamp_seconds",
+                         "Unix time of the tenant's latest successful training run"),
+        "last_run": gauge("totara_ml_tenant_last_run_timestamp_seconds",
+                          "Unix time of the tenant's latest training run, whatever its outcome"),
+        "last_ok": gauge("totara_ml_tenant_last_run_ok",
+                         "1 when the tenant's latest training run succeeded, 0 when it failed"),
+        "quality": gauge("totara_ml_tenant_validation_score",
+                         "Validation quality of the published model (precision_at_10, "
+                         "recall_at_10, auc)", ("tenant", "metric")),
+        "size": gauge("totara_ml_tenant_export_size",
+                      "Users, items and interactions in the export of the published version",
+                      ("tenant", "what")),
+        "next_retrain": GaugeMetricFamily("totara_ml_next_retrain_timestamp_seconds",
+                                          "Unix time of the next scheduled export-ready"),
+    }
+
+
+def _add_tenant(families: dict[str, GaugeMetricFamily], tenant: str,
+                meta: dict[str, bytes | None], run: dict[str, bytes | None], now: float) -> None:
+    status = (meta["status"] or b"").decode()
+    trained_at = _number(meta["trained_at"])
+    if trained_at is not None:
+        families["age"].add_metric([tenant], max(0.0, now - trained_at))
+    if status:
+        families["trained"].add_metric([tenant], 1 if status == "trained" else 0)
+    for name in QUALITY if status == "trained" else ():
+        value = _number(meta[name])
+        if value is not None:
+            families["quality"].add_metric([tenant, name], value)
+    for name in SIZES:
+        value = _number(meta[name])
+        if value is not None:
+            families["size"].add_metric([tenant, name[2:]], value)
+    run_status = (run["status"] or b"").decode()
+    run_at = _number(run["at"])
+    successes = [t for t in (trained_at, run_at if run_status in SUCCESS_STATUSES else None)
+                 if t is not None]
+    if successes:
+        families["success"].add_metric([tenant], max(successes))
+    if run_at is not None:
+        families["last_run"].add_metric([tenant], run_at)
+        families["last_ok"].add_metric([tenant], 0 if run_status == "failed" else 1)
