@@ -8,6 +8,7 @@ the body; only failure envelopes are parsed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -29,10 +30,22 @@ class RequestObserver:
     def __init__(self) -> None:
         self._counters: dict[tuple[str, str], object] = {}
         self._histograms: dict[str, object] = {}
+        # A random prefix per process and a counter: unique enough to find a request's lines,
+        # at a tenth of the cost of reading random bytes for every request.
+        self._prefix = ""
+        self._sequence = itertools.count()
+        self._pid = 0
+
+    def _new_id(self) -> str:
+        if self._pid != os.getpid():  # the app may be built before gunicorn forks
+            self._pid = os.getpid()
+            self._prefix = os.urandom(4).hex()
+            self._sequence = itertools.count(1)
+        return f"{self._prefix}{next(self._sequence):06x}"
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header(REQUEST_ID_HEADER)
-        request_id = given if given and _CALLER_ID.match(given) else os.urandom(6).hex()
+        request_id = given if given and _CALLER_ID.match(given) else self._new_id()
         req.context.request_id = request_id
         req.context.log_token = logsetup.bind(request_id=request_id)
         req.context.started = time.perf_counter()
