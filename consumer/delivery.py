@@ -19,6 +19,7 @@ from kombu.exceptions import MessageStateError
 from kombu.message import Message
 
 from consumer import events
+from consumer import metrics as worker_metrics
 from consumer.publish import publish_event
 from consumer.retry import ATTEMPT_HEADER, LOCK_WAITS_HEADER, HeldRetries, RetryPolicy, header_int
 from consumer.topology import DEAD_ROUTING_KEY, Topology
@@ -125,6 +126,7 @@ class Settler:
                               content_type=message.content_type or "application/octet-stream",
                               content_encoding=message.content_encoding or "binary")
         self._count("dead")
+        worker_metrics.dead_lettered(d)
         self.ack(d, "moved to the dead-letter queue")
 
     def retry(self, d: Delivery, reason: str) -> None:
@@ -137,6 +139,7 @@ class Settler:
         log.warning("%s failed (%s); retry %d of %d in %.1fs", d.describe(), reason, failed + 1,
                     self.policy.max_attempts, delay)
         self._count("retried")
+        worker_metrics.event(d, "retried")
         self.held.push(self.clock() + delay,
                        (d, {ATTEMPT_HEADER: failed, LOCK_WAITS_HEADER: d.lock_waits}))
 
@@ -145,6 +148,7 @@ class Settler:
         log.info("%s: tenant is being trained by %s; requeued in %.1fs", d.describe(),
                  holder or "another worker", delay)
         self._count("lock_waits")
+        worker_metrics.lock_wait(d)
         self.held.push(self.clock() + delay,
                        (d, {ATTEMPT_HEADER: d.attempt, LOCK_WAITS_HEADER: d.lock_waits + 1}))
 

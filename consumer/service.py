@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 
 from consumer import broker, jobs
+from consumer import metrics as worker_metrics
 from consumer.dedup import DoneMarkers
 from consumer.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
 from consumer.recovery import DEFAULT_INTERVAL_SECONDS, Recovery
 from consumer.retry import RetryPolicy
 from consumer.worker import Worker
+from recommender import logsetup
 from recommender.config import ConfigError, Settings, load_or_exit
 from recommender.redisconn import connect
 
@@ -32,9 +35,8 @@ def load_settings() -> Settings:
     return settings
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str | None] = ()) -> None:
+    logsetup.configure(level, fmt, secrets)
 
 
 def build_worker(settings: Settings, *, train_fn: jobs.TrainFn | None = None,
@@ -71,7 +73,7 @@ def install_signal_handlers(worker: Worker) -> None:
 def run_worker(settings: Settings | None = None, **options: object) -> int:
     """``python -m consumer``: consume until SIGTERM/SIGINT; returns the exit status."""
     settings = settings or load_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format, [settings.totara_key])
     # Seconds between checks for models Redis lost (consumer.recovery); 0 turns it off.
     recovery_interval = float(options.pop("recovery_interval", DEFAULT_INTERVAL_SECONDS))
     try:
@@ -80,6 +82,11 @@ def run_worker(settings: Settings | None = None, **options: object) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     install_signal_handlers(worker)
+    if settings.metrics_port:
+        # Its own client: scrapes run on the metrics server's thread.
+        scrape_client = connect(settings, socket_timeout=2, socket_connect_timeout=2)
+        worker_metrics.serve(settings.metrics_port, lambda: scrape_client,
+                             settings.retrain_freq_minutes)
     log.info("worker %s starting (retrain every %d min)", worker.context.owner,
              settings.retrain_freq_minutes)
     context = worker.context

@@ -25,12 +25,14 @@ from kombu.message import Message
 from kombu.mixins import ConsumerMixin
 
 from consumer import events, interactions, jobs
+from consumer import metrics as worker_metrics
 from consumer.dedup import DoneMarkers
 from consumer.delivery import Delivery, Settler
 from consumer.retry import RetryPolicy
 from consumer.runner import Runner
 from consumer.scheduler import Scheduler
 from consumer.topology import Topology
+from recommender import logsetup
 
 log = logging.getLogger("consumer")
 
@@ -196,10 +198,12 @@ class Worker(ConsumerMixin):
         event = d.event
         assert event is not None
         if self.markers.is_done(event.id):
+            worker_metrics.event(d, "duplicate")
             self.settler.ack(d, "duplicate of an event already done")
         elif event.type == events.INTERACTION:
             interactions.record(self.client, event)
             self.markers.mark(event.id, "recorded")
+            worker_metrics.event(d, "recorded")
             self.settler.ack(d, "interaction recorded")
         elif event.type == events.TRAIN:
             self._start(d, lambda: jobs.run_train(self.context, event))
@@ -210,10 +214,21 @@ class Worker(ConsumerMixin):
             self._fan_out(d, tenants)
 
     def _start(self, d: Delivery, job: Any) -> None:
-        if not self.runner.submit(d, job):
+        event_id = d.event.id if d.event is not None else "?"
+
+        def logged_job() -> Any:
+            # Every line the training logs (stages, publish) names the event it serves.
+            token = logsetup.bind(event=event_id)
+            try:
+                return job()
+            finally:
+                logsetup.unbind(token)
+
+        if not self.runner.submit(d, logged_job):
             self._events.appendleft(d)  # cannot happen with one loop thread; stay safe
             return
         self.inflight = d
+        worker_metrics.TRAINING.set(1)
         log.info("started %s", d.describe())
 
     def _fan_out(self, d: Delivery, tenants: list[str]) -> None:
@@ -228,6 +243,7 @@ class Worker(ConsumerMixin):
         for child in children:
             self.settler.publish(child)
         self.markers.mark(event.id, f"fanned out to {len(tenants)}")
+        worker_metrics.event(d, "fanned_out")
         self.settler.ack(d, f"published train events for {len(tenants)} tenant(s): "
                             + ", ".join(tenants[:20]) + (" ..." if len(tenants) > 20 else ""))
 
@@ -235,6 +251,7 @@ class Worker(ConsumerMixin):
         for finished in self.runner.poll():
             d: Delivery = finished.key
             self.inflight = None
+            worker_metrics.TRAINING.set(0)
             self._guarded(d, partial(self._settle_job, d, finished.value, finished.error,
                                      finished.seconds))
 
@@ -252,11 +269,14 @@ class Worker(ConsumerMixin):
         if outcome.kind == "locked":
             self.settler.wait_for_lock(d, outcome.holder)
         elif outcome.kind == "duplicate":
+            worker_metrics.event(d, "duplicate")
             self.settler.ack(d, "duplicate of an event done while it waited")
         elif outcome.kind == "tenants":
             self._fan_out(d, outcome.tenants)
         else:
             status, text = jobs.summarize(outcome.result, seconds)
+            worker_metrics.event(d, status)
+            worker_metrics.training_finished(outcome.result, seconds)
             if status in jobs.SUCCESS_STATUSES:
                 log.info("%s %s", d.describe(), text)
             else:

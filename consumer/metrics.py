@@ -1,0 +1,104 @@
+"""The worker's Prometheus metrics, served on ``ML_METRICS_PORT`` (default 9102; 0 = off).
+
+What this process did: events by type and outcome, training time by stage, dead letters, waits
+for a tenant lock, whether a training runs now. What is true of every tenant (its published
+version, last successful run, validation quality) is read from Redis when scraped
+(``recommender.tenantmetrics``), so every worker reports it alike and a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import start_http_server as _start_http_server
+from prometheus_client.registry import Collector
+
+from recommender.tenantmetrics import TenantCollector
+
+log = logging.getLogger("consumer")
+
+EVENTS = Counter("totara_ml_worker_events", "Events handled, by type and outcome (a train's "
+                 "outcome is the run's status: published, not_trained, skipped, rejected, "
+                 "stale, failed; or retried, lock_wait, duplicate, dead_lettered)",
+                 ["type", "outcome"])
+STAGE_SECONDS = Histogram("totara_ml_worker_training_stage_seconds",
+                          "Duration of each stage of a training run (total: the whole run)",
+                          ["stage"], buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+                                              1200, 1800, 3600, 7200))
+DEAD_LETTERS = Counter("totara_ml_worker_dead_letters",
+                       "Messages moved to the dead-letter queue, by event type", ["type"])
+LOCK_WAITS = Counter("totara_ml_worker_lock_waits",
+                     "Train events held back because another worker was training the tenant")
+TRAINING = Gauge("totara_ml_worker_training_in_progress",
+                 "1 while this worker runs a training or a tenants.csv download")
+
+# How many ports above ML_METRICS_PORT to try: several workers on one host (honcho -c worker=3)
+# each take the next free one.
+PORT_ATTEMPTS = 16
+
+
+def _type(delivery: Any) -> str:
+    event = getattr(delivery, "event", None)
+    return event.type if event is not None else "invalid"
+
+
+def event(delivery: Any, outcome: str) -> None:
+    """Count the end of an event's handling (``delivery`` is a consumer.delivery.Delivery)."""
+    EVENTS.labels(_type(delivery), outcome).inc()
+
+
+def dead_lettered(delivery: Any) -> None:
+    event(delivery, "dead_lettered")
+    DEAD_LETTERS.labels(_type(delivery)).inc()
+
+
+def lock_wait(delivery: Any) -> None:
+    event(delivery, "lock_wait")
+    LOCK_WAITS.inc()
+
+
+def training_finished(result: Any, seconds: float) -> None:
+    """Observe a finished run's stage durations (a pipeline.TenantResult) and its total."""
+    for stage, value in (getattr(result, "stage_seconds", None) or {}).items():
+        STAGE_SECONDS.labels(stage).observe(float(value))
+    STAGE_SECONDS.labels("total").observe(seconds)
+
+
+class _Process(Collector):
+    """This process's metrics (the default registry) beside the tenant gauges."""
+
+    def collect(self) -> Iterator[Any]:
+        return REGISTRY.collect()
+
+
+def registry(client: Callable[[], redis.Redis], retrain_minutes: int) -> CollectorRegistry:
+    made = CollectorRegistry(auto_describe=False)
+    made.register(_Process())
+    made.register(TenantCollector(client, retrain_minutes))
+    return made
+
+
+def serve(port: int, client: Callable[[], redis.Redis], retrain_minutes: int,
+          addr: str = "0.0.0.0") -> int | None:
+    """Serve /metrics on ``port`` or the next free one; the port taken, None if none was free."""
+    served = registry(client, retrain_minutes)
+    for candidate in range(port, min(port + PORT_ATTEMPTS, 65536)):
+        try:
+            _start_http_server(candidate, addr=addr, registry=served)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        if candidate != port:
+            log.info("metrics port %d is taken (another worker on this host?); using %d",
+                     port, candidate)
+        log.info("metrics on http://%s:%d/metrics", addr, candidate)
+        return candidate
+    log.warning("no free port from %d to %d: this worker exposes no metrics", port,
+                port + PORT_ATTEMPTS - 1)
+    return None
