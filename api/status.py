@@ -1,0 +1,133 @@
+"""What the status page (``GET /``) shows: per tenant, the published model and its latest run;
+the next scheduled retrain; whether Redis and the message broker answer.
+
+Everything comes from Redis (docs/redis-keys.md) except the broker check, which is cached for
+``BROKER_CACHE_SECONDS``: the page is open to anyone, so loading it must not be a way to make the
+service open connections at will. No address, key or URL is ever part of the report.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from api import checks
+from recommender import keys, logsetup
+
+MAX_TENANTS = 500
+BROKER_CACHE_SECONDS = 30.0
+_META = ("status", "version", "algorithm", "trained_at", "n_users", "n_items",
+         "n_interactions", "precision_at_10", "recall_at_10", "auc", "message")
+_RUN = ("status", "at", "message")
+
+
+@dataclass
+class TenantRow:
+    tenant: str
+    version: str
+    meta: dict[str, str]
+    run: dict[str, str]
+
+
+@dataclass
+class Report:
+    now: float
+    redis_ok: bool
+    redis_detail: str
+    broker_ok: bool | None  # None: not checked yet
+    broker_detail: str
+    tenants: list[TenantRow] = field(default_factory=list)
+    tenants_total: int = 0
+    scheduled_period: float | None = None  # start of the newest claimed retrain period
+    retrain_seconds: int = 0
+
+    @property
+    def next_retrain(self) -> float | None:
+        if self.scheduled_period is None:
+            return None
+        return self.scheduled_period + self.retrain_seconds
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+class BrokerProbe:
+    """Whether the broker accepts a connection, checked at most every ``ttl`` seconds."""
+
+    def __init__(self, url: Callable[[], str], ttl: float = BROKER_CACHE_SECONDS,
+                 check: Callable[[str], str | None] = checks.broker) -> None:
+        self._url = url
+        self._ttl = ttl
+        self._check = check
+        self._result: tuple[float, bool, str] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> tuple[bool, str]:
+        with self._lock:
+            now = time.monotonic()
+            if self._result is None or now - self._result[0] >= self._ttl:
+                self._result = (now, *self._probe())
+            return self._result[1], self._result[2]
+
+    def _probe(self) -> tuple[bool, str]:
+        try:
+            url = self._url()
+        except Exception as exc:  # a broker URL that cannot be built is a finding
+            return False, f"not configured: {type(exc).__name__}"
+        kind = "RabbitMQ" if url.startswith(("amqp", "pyamqp")) else "Redis"
+        if url.startswith("memory"):
+            kind = "in-memory"
+        problem = self._check(url)
+        # The check's text can hold the address: only its kind of failure is shown.
+        return problem is None, kind if problem is None else f"{kind}: unreachable"
+
+
+def collect(client: Callable[[], redis.Redis], broker: Callable[[], tuple[bool, str]],
+            retrain_minutes: int, now: float | None = None) -> Report:
+    """The report; a Redis that is down gives a report that says so, never an exception."""
+    now = time.time() if now is None else now
+    broker_ok, broker_detail = broker()
+    report = Report(now, False, "", broker_ok, broker_detail,
+                    retrain_seconds=retrain_minutes * 60)
+    started = time.perf_counter()
+    try:
+        _read(client(), report)
+    except (redis.RedisError, OSError, RuntimeError) as exc:
+        report.redis_ok, report.redis_detail = False, f"unreachable ({type(exc).__name__})"
+        report.tenants = []
+        return report
+    report.redis_ok = True
+    report.redis_detail = f"reachable ({(time.perf_counter() - started) * 1000:.1f} ms)"
+    return report
+
+
+def _read(connection: redis.Redis, report: Report) -> None:
+    tenants = sorted((t.decode() for t in connection.smembers(keys.TENANTS)),
+                     key=lambda t: (len(t), t))
+    report.tenants_total = len(tenants)
+    tenants = tenants[:MAX_TENANTS]
+    pipe = connection.pipeline(transaction=False)
+    for tenant in tenants:
+        pipe.get(keys.current(tenant))
+    pipe.get(keys.SCHEDULE_LEADER)
+    *versions, leader = pipe.execute()
+    pipe = connection.pipeline(transaction=False)
+    for tenant, version in zip(tenants, versions, strict=True):
+        pipe.hmget(keys.meta(tenant, _text(version) or "none"), _META)
+        pipe.hmget(keys.last_run(tenant), _RUN)
+    replies = pipe.execute() if tenants else []
+    for index, (tenant, version) in enumerate(zip(tenants, versions, strict=True)):
+        meta = {k: _text(v) for k, v in zip(_META, replies[2 * index], strict=True)}
+        run = {k: _text(v) for k, v in zip(_RUN, replies[2 * index + 1], strict=True)}
+        # Run messages quote downloads and errors: what might carry a credential is redacted.
+        run["message"] = logsetup.redact(" ".join(run["message"].split()))[:300]
+        report.tenants.append(TenantRow(tenant, _text(version), meta, run))
+    try:
+        report.scheduled_period = float(leader) if leader else None
+    except ValueError:
+        report.scheduled_period = None
