@@ -1,0 +1,152 @@
+"""The deployment recipes in deploy/: Kubernetes manifests, systemd units, supervisor, the
+compose monitoring profile and the Grafana dashboard parse and name what README promises."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+
+import pytest
+
+from tests.conftest import ROOT
+
+yaml = pytest.importorskip("yaml")
+DEPLOY = ROOT / "deploy"
+METRIC_SOURCES = [ROOT / "api" / "metrics.py", ROOT / "consumer" / "metrics.py",
+                  ROOT / "recommender" / "tenantmetrics.py"]
+
+
+def _config_variables() -> set[str]:
+    return set(re.findall(r'"(ML_[A-Z_]+)"', (ROOT / "recommender" / "config.py").read_text()))
+
+
+def _manifests() -> list[dict]:
+    documents = []
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        documents += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return documents
+
+
+def test_kubernetes_manifests_parse_and_have_every_resource():
+    kinds = [(d["kind"], d.get("metadata", {}).get("name")) for d in _manifests()]
+    for expected in [("Deployment", "totara-ml-web"), ("Deployment", "totara-ml-worker"),
+                     ("Service", "totara-ml"), ("ConfigMap", "totara-ml-config"),
+                     ("Secret", "totara-ml-secrets"),
+                     ("HorizontalPodAutoscaler", "totara-ml-worker")]:
+        assert expected in kinds
+    kustomization = next(d for d in _manifests() if d["kind"] == "Kustomization")
+    files = {p.name for p in (DEPLOY / "kubernetes").glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+
+
+def test_kubernetes_web_probes_livez_and_readyz_and_the_worker_is_autoscaled():
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in _manifests() if "metadata" in d}
+    web = by_name[("Deployment", "totara-ml-web")]["spec"]["template"]["spec"]["containers"][0]
+    assert web["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert web["command"][:3] == ["gunicorn", "-c", "deploy/gunicorn.conf.py"]
+    worker = by_name[("Deployment", "totara-ml-worker")]["spec"]["template"]["spec"]
+    assert worker["containers"][0]["command"][:3] == ["python", "-m", "consumer"]
+    hpa = by_name[("HorizontalPodAutoscaler", "totara-ml-worker")]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": "totara-ml-worker"}
+    service = by_name[("Service", "totara-ml")]["spec"]
+    assert service["selector"] == by_name[("Deployment", "totara-ml-web")]["spec"]["selector"][
+        "matchLabels"]
+
+
+def test_kubernetes_variables_are_known_and_the_key_is_only_in_the_secret():
+    by_kind = {d["kind"]: d for d in _manifests()}
+    config, secret = by_kind["ConfigMap"]["data"], by_kind["Secret"]["stringData"]
+    assert set(config) | set(secret) <= _config_variables()
+    assert "ML_TOTARA_KEY" in secret and "ML_TOTARA_KEY" not in config
+    assert all(isinstance(value, str) for value in config.values())
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string((DEPLOY / "systemd" / name).read_text())
+    return parser
+
+
+def test_systemd_units_run_the_api_and_numbered_workers():
+    web = _unit("totara-ml-web.service")
+    assert "gunicorn -c deploy/gunicorn.conf.py" in web["Service"]["ExecStart"]
+    assert web["Service"]["EnvironmentFile"] == "/etc/totara-ml/totara-ml.env"
+    worker = _unit("totara-ml-worker@.service")
+    assert worker["Service"]["ExecStart"].endswith("python -m consumer")
+    assert worker["Service"]["Environment"] == "ML_METRICS_PORT=910%i"
+    for unit in (web, worker):
+        assert unit["Service"]["User"] == "totara-ml"
+        assert unit["Install"]["WantedBy"] == "multi-user.target"
+    env = dict(line.split("=", 1) for line in (DEPLOY / "systemd" / "totara-ml.env")
+               .read_text().splitlines() if line and not line.startswith("#"))
+    assert set(env) <= _config_variables()
+
+
+def test_supervisor_config_has_the_web_and_worker_programs():
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string((DEPLOY / "supervisor" / "totara-ml.conf").read_text())
+    web, worker = parser["program:totara-ml-web"], parser["program:totara-ml-worker"]
+    assert "gunicorn -c deploy/gunicorn.conf.py" in web["command"]
+    assert worker["command"].endswith("python -m consumer")
+    assert int(worker["numprocs"]) >= 2 and "%(process_num)" in worker["process_name"]
+    names = set(re.findall(r"(ML_[A-Z_]+)=", web["environment"] + worker["environment"]))
+    assert names <= _config_variables() and "ML_TOTARA_KEY" in names
+
+
+def test_compose_monitoring_profile_starts_prometheus_and_grafana_provisioned():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+        for volume in services[name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), source
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
+    assert jobs == {"totara-ml-web", "totara-ml-worker"}
+
+
+def _defined_metrics() -> set[str]:
+    names = set()
+    for path in METRIC_SOURCES:
+        names |= set(re.findall(r'"(totara_ml_[a-z0-9_]+)"', path.read_text()))
+    return names
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def test_dashboard_is_grafana_json_with_the_promised_panels():
+    dashboard = json.loads((DEPLOY / "grafana" / "totara-ml-dashboard.json").read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 30
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in dashboard["panels"]:
+        grid = p["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+    titles = " | ".join(p["title"].lower() for p in _panels(dashboard))
+    for word in ("traffic", "latency", "fallback", "training runs", "duration", "quality",
+                 "failures"):
+        assert word in titles
+    assert dashboard["templating"]["list"][0]["type"] == "datasource"
+
+
+def test_dashboard_queries_use_only_metrics_the_service_exports():
+    dashboard = json.loads((DEPLOY / "grafana" / "totara-ml-dashboard.json").read_text())
+    defined = _defined_metrics()
+    used = set()
+    for p in _panels(dashboard):
+        assert p["targets"]
+        for target in p["targets"]:
+            expr = target["expr"]
+            assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}")
+            used |= set(re.findall(r"totara_ml_[a-z0-9_]+", expr))
+    for name in used:
+        base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+        assert base in defined or name in defined, name
+    assert len(used) >= 10
