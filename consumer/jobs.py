@@ -38,7 +38,9 @@ def default_train_fn(settings: Settings, client: redis.Redis, tenant: str, *,
                      algorithm: str | None = None, force: bool = False) -> Any:
     from recommender.pipeline import train_tenant  # imported late: heavy (LightFM, numpy)
 
-    return train_tenant(settings, client, tenant, algorithm=algorithm, force=force)
+    # exclusive: run_train holds the tenant's lock while this runs.
+    return train_tenant(settings, client, tenant, algorithm=algorithm, force=force,
+                        exclusive=True)
 
 
 def default_tenants_fn(settings: Settings) -> list[str]:

@@ -80,15 +80,18 @@ def _load(settings: Settings, tenant: str, export_dir: Path | None,
 def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
                  algorithm: str | None = None, force: bool = False,
                  export_dir: Path | None = None, progress: Progress | None = None,
-                 params: train.TrainParams | None = None) -> TenantResult:
+                 params: train.TrainParams | None = None,
+                 exclusive: bool = False) -> TenantResult:
     """Run the whole pipeline for one tenant. Infrastructure errors raise; data errors return.
 
+    ``exclusive``: the caller holds the tenant's training lock (the worker does), so a partial
+    version left by an earlier run is removed at once rather than after it idled for minutes.
     The outcome, whatever it is, is recorded in ``keys.last_run`` for the health check.
     """
     result = TenantResult(tenant, "failed", "", algorithm=algorithm or settings.algorithm)
     try:
         _run(settings, client, result, force, export_dir, progress or Progress(),
-             params or train.TrainParams())
+             params or train.TrainParams(), exclusive)
     except Exception as exc:
         result.status, result.message = "failed", f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, download.DownloadError):  # that one is logged where it happens
@@ -123,9 +126,11 @@ def _gate(published: dict[str, str] | None, result: TenantResult) -> str | None:
 
 
 def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: bool,
-         export_dir: Path | None, progress: Progress, params: train.TrainParams) -> None:
+         export_dir: Path | None, progress: Progress, params: train.TrainParams,
+         exclusive: bool = False) -> None:
     tenant, algorithm = result.tenant, result.algorithm
-    store.collect_garbage(client, tenant, settings.publish_grace_seconds)
+    store.collect_garbage(client, tenant, settings.publish_grace_seconds,
+                          **({"orphan_idle_seconds": 0} if exclusive else {}))
     with tempfile.TemporaryDirectory(prefix="ml-export-") as scratch:
         try:
             with _timed(result, "load", progress):

@@ -151,8 +151,13 @@ def current_meta(client: redis.Redis, tenant: str) -> dict[str, str] | None:
 
 
 def collect_garbage(client: redis.Redis, tenant: str, grace_seconds: float,
-                    now: float | None = None) -> list[str]:
-    """Delete versions replaced more than ``grace_seconds`` ago and abandoned partial versions."""
+                    now: float | None = None,
+                    orphan_idle_seconds: float = ORPHAN_IDLE_SECONDS) -> list[str]:
+    """Delete versions replaced more than ``grace_seconds`` ago and abandoned partial versions.
+
+    A partial version is abandoned once its writer has not flushed for ``orphan_idle_seconds``;
+    a caller holding the tenant's training lock passes 0, since no other writer can be alive.
+    """
     now_ms = int((time.time() if now is None else now) * 1000)
     current = current_version(client, tenant)
     retired = {v.decode(): s for v, s in client.zrange(keys.retired(tenant), 0, -1,
@@ -165,7 +170,7 @@ def collect_garbage(client: redis.Redis, tenant: str, grace_seconds: float,
         if version in retired:
             if retired[version] <= now_ms - grace_seconds * 1000:
                 doomed.append(version)
-        elif touched <= now_ms - ORPHAN_IDLE_SECONDS * 1000:
+        elif touched <= now_ms - orphan_idle_seconds * 1000:
             doomed.append(version)
     for version in doomed:
         delete_version(client, tenant, version)

@@ -68,6 +68,19 @@ def test_a_partial_version_left_by_a_dead_run_is_collected_and_cannot_be_publish
     assert store.current_version(fake_redis, "0") is None
 
 
+def test_a_run_holding_the_tenant_lock_collects_a_partial_version_at_once(fake_redis):
+    # Given a committed version and a partial one whose writer was killed a moment ago
+    live = _write_version(fake_redis, "0", 1.0)
+    live.commit({"status": "trained"})
+    dead = _write_version(fake_redis, "0", 2.0)
+    # When a run that holds the lock (no other writer can be alive) collects
+    assert store.collect_garbage(fake_redis, "0", 60, orphan_idle_seconds=0) == [dead.version]
+    # Then the partial version is gone and the published one is untouched
+    assert not fake_redis.exists(*keys.version_keys("0", dead.version))
+    assert store.current_version(fake_redis, "0") == live.version
+    assert fake_redis.exists(keys.meta("0", live.version))
+
+
 def test_an_error_while_writing_leaves_the_published_version_untouched(fake_redis):
     from recommender.publish import publish_arrays
 

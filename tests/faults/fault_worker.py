@@ -43,7 +43,7 @@ def _train(settings, client, tenant, *, algorithm=None, force=False):
     _note(client, "fault:starts", f"{tenant}:{pid}")
     time.sleep(float(os.environ.get("FAULT_TRAIN_DELAY", "0")))
     result = pipeline.train_tenant(settings, client, tenant, algorithm=algorithm, force=force,
-                                   params=FAST)
+                                   params=FAST, exclusive=True)  # as consumer.jobs does
     _note(client, "fault:ends", f"{tenant}:{result.status}:{pid}")
     return result
 
