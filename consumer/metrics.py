@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.registry import Collector
 
@@ -86,6 +93,8 @@ def registry(client: Callable[[], redis.Redis], retrain_minutes: int) -> Collect
 def serve(port: int, client: Callable[[], redis.Redis], retrain_minutes: int,
           addr: str = "0.0.0.0") -> int | None:
     """Serve /metrics on ``port`` or the next free one; the port taken, None if none was free."""
+    # The *_created series double what a scrape carries and no dashboard reads them.
+    disable_created_metrics()
     served = registry(client, retrain_minutes)
     for candidate in range(port, min(port + PORT_ATTEMPTS, 65536)):
         try:
