@@ -40,10 +40,16 @@ def save(models_dir: Path, tenant: str, version: str, arrays: dict[str, np.ndarr
          meta: dict[str, Any]) -> Path:
     """Write the version's files (not yet ``current``); raises OSError on a full/read-only disk."""
     folder = tenant_dir(models_dir, tenant)
-    _atomic_write(folder / f"{version}.npz", lambda h: np.savez(h, **arrays))
-    _atomic_write(folder / f"{version}.json",
-                  lambda h: h.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
-    return folder / f"{version}.npz"
+    npz = folder / f"{version}.npz"
+    _atomic_write(npz, lambda h: np.savez(h, **arrays))
+    try:
+        _atomic_write(folder / f"{version}.json",
+                      lambda h: h.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
+    except BaseException:
+        # Without its JSON the arrays are never loaded nor pruned: they would only fill the disk.
+        npz.unlink(missing_ok=True)
+        raise
+    return npz
 
 
 def mark_current(models_dir: Path, tenant: str, version: str) -> None:

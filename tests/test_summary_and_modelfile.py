@@ -50,3 +50,16 @@ def test_an_unwritable_models_dir_raises_oserror_and_leaves_no_partial_file(tmp_
     with pytest.raises(OSError):
         modelfile.save(models, "0", "v1", {"a": np.zeros(1)}, {})
     assert sorted(p.name for p in models.iterdir()) == ["tenant_0"]
+
+
+def test_a_disk_that_fills_between_the_arrays_and_their_json_leaves_neither(tmp_path,
+                                                                            monkeypatch):
+    # Given the arrays are written and the disk is full when the JSON sidecar is
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(modelfile.json, "dumps", full)
+    with pytest.raises(OSError, match="No space left"):
+        modelfile.save(tmp_path, "0", "v1", {"a": np.zeros(1)}, {})
+    # Then no orphaned .npz (never loaded nor pruned without its JSON) stays behind
+    assert list((tmp_path / "tenant_0").iterdir()) == []

@@ -242,3 +242,40 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM,
                  timeout: float = 15) -> int | None:
     _stop(process, sig=sig, timeout=timeout)
     return process.returncode
+
+
+class Tmpfs:
+    """A small tmpfs mounted on ``path`` (root only), to make a disk full or read-only for real."""
+
+    def __init__(self, path: Path, size_kb: int) -> None:
+        self.path = path
+        self.size_kb = size_kb
+        self.mounted = False
+
+    def mount(self) -> Tmpfs:
+        self.path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size_kb}k", "tmpfs",
+                               str(self.path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise PermissionError(f"cannot mount a tmpfs: {done.stderr.strip()}")
+        self.mounted = True
+        return self
+
+    def fill(self) -> None:
+        """Write until the file system refuses: ENOSPC for whatever comes next."""
+        fd = os.open(self.path / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:  # ENOSPC: full
+            pass
+        finally:
+            os.close(fd)
+
+    def read_only(self) -> None:
+        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], check=False)
+            self.mounted = False
