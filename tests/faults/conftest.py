@@ -91,3 +91,20 @@ def processes(tmp_path) -> Iterator[list[subprocess.Popen]]:
         stop_process(process, timeout=10)
     for log in sorted(tmp_path.glob("*.log")):
         print(f"==== {log.name}\n{log.read_text()[-6000:]}")
+
+
+# Measurements the fault tests report (latency under load...), printed after the run whatever
+# its outcome, so CI's log keeps them.
+MEASUREMENTS: list[str] = []
+
+
+@pytest.fixture
+def report() -> list[str]:
+    return MEASUREMENTS
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MEASUREMENTS:
+        terminalreporter.section("fault suite measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
