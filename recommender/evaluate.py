@@ -113,11 +113,11 @@ def fit_production(data: TenantExport, mode: str, threads: int,
     fs = features.build(data, mode)
     fitted = train.fit(fs, params, threads)
     seconds = time.perf_counter() - started
-    epochs_run = len(fitted.curve) + fitted.epochs  # early-stopped fit, then the refit
     return Fitted(f"LightFM {mode} (production)", "model", _lightfm_scorer(fitted, fs), seconds,
-                  epochs_run * params.components, 2,
-                  {"epochs": fitted.epochs, "curve": [round(c, 4) for c in fitted.curve],
-                   "validation_precision_at_10": fitted.validation.get("precision")})
+                  fitted.epochs_trained * params.components, len(fitted.candidates) + 1,
+                  {"epochs": fitted.epochs, "identity_weight": fitted.identity_weight,
+                   "validation_precision_at_10": fitted.validation.get("precision"),
+                   "curves": fitted.candidates})
 
 
 def original_search(data: TenantExport, mode: str, threads: int, rounds: int = ORIGINAL_ROUNDS,
