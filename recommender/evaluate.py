@@ -135,9 +135,13 @@ def original_search(data: TenantExport, mode: str, threads: int, rounds: int = O
 
     def auc(epochs: int, components: int) -> float:
         nonlocal cost
-        fitted = train.fit_fixed(fs, train.original_params(mode, components), epochs, threads,
-                                 ones, weights)
         cost += epochs * components
+        try:
+            fitted = train.fit_fixed(fs, train.original_params(mode, components), epochs,
+                                     threads, ones, weights)
+        except ValueError:  # LightFM: "model may have diverged"; the original would fail too
+            history.append((epochs, components, float("nan")))
+            return -1.0
         value = ranking_report(_lightfm_scorer(fitted, fs), fit_part, held, (10,),
                                max_users=2000, seed=seed)["auc"]
         history.append((epochs, components, round(float(value), 5)))
@@ -168,11 +172,16 @@ def fit_original(data: TenantExport, mode: str, threads: int, rounds: int = ORIG
     else:
         epochs, components = chosen
     fs = features.build(data, mode, identity=False)
-    fitted = train.fit_fixed(fs, train.original_params(mode, components), epochs, threads)
-    seconds = time.perf_counter() - started
-    return Fitted(f"original {mode}", "baseline", _lightfm_scorer(fitted, fs), seconds,
-                  cost + epochs * components, len(history) + 1,
-                  {"epochs": epochs, "components": components, "search": history})
+    info = {"epochs": epochs, "components": components, "search": history}
+    try:
+        fitted = train.fit_fixed(fs, train.original_params(mode, components), epochs, threads)
+        score = _lightfm_scorer(fitted, fs)
+    except ValueError as exc:  # diverged: it would recommend nothing useful
+        info["failed"] = str(exc)
+        n_items = len(data.items)
+        score = lambda rows: np.zeros((len(rows), n_items), np.float32)  # noqa: E731
+    return Fitted(f"original {mode}", "baseline", score, time.perf_counter() - started,
+                  cost + epochs * components, len(history) + 1, info)
 
 
 def _timed(name: str, make: Callable[[], ScoreFn], info: dict | None = None) -> Fitted:
