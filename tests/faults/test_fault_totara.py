@@ -50,6 +50,7 @@ class Site:
     logs_dir: Path
     queries: list[tuple[str, dict]]
     before: list[bytes]
+    worker_log: Path
 
     def answers(self) -> list[bytes]:
         return [requests.get(self.api.url + path, params=params, headers=signed_headers(KEY),
@@ -85,7 +86,7 @@ def site(tmp_path_factory, fault_export) -> Iterator[Site]:
     api = Api(env, root / "api.log").start()
     worker = start_worker(env, root / "worker.log")
     site = Site(served, fault_export, totara, redis_server, api, worker,
-                Topology("faults_totara", amqp=False), root / "logs", [], [])
+                Topology("faults_totara", amqp=False), root / "logs", [], [], root / "worker.log")
     try:
         # Given tenant 0 trained from a good export and served
         site.train()
@@ -227,3 +228,15 @@ def test_a_broken_export_fails_the_run_cleanly_and_the_old_lists_stay(site, case
     finally:
         site.reset()
     assert site.worker.poll() is None
+
+
+def test_the_key_and_the_signatures_never_reach_the_logs(site):
+    # Runs after the cases above (file order): every download was signed, many were refused.
+    signatures = {h["X-Totara-Ml-Key"] for h in site.totara.headers_seen
+                  if h.get("X-Totara-Ml-Key")}
+    assert len(signatures) > 5
+    logs = [site.worker_log.read_text(), site.api.log.read_text(),
+            (site.logs_dir / "train_summary.log").read_text()]
+    for text in logs:
+        assert KEY not in text
+        assert not any(signature in text for signature in signatures)
