@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from publish_fixture import publish_not_trained, publish_tiny_model
 
-from api import metrics
+from api import connection, metrics
 from recommender import keys
 
 
@@ -66,7 +66,8 @@ def test_not_ready_before_any_model_and_latency_is_observed(api):
 
 
 def test_redis_down_is_counted_as_unavailable(make_api):
-    broken = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    # A refused connection, with the API's own retry policy (one immediate retry).
+    broken = redis.Redis(host="127.0.0.1", port=1, **connection.client_options())
     api = make_api(redis_client=broken)
     before = _count("user_items", "unavailable")
     assert api.user_items().status_code == 503

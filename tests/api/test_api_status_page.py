@@ -9,6 +9,7 @@ import redis
 from api_client import KEY
 from publish_fixture import publish_not_trained, publish_tiny_model
 
+from api import connection
 from recommender import keys
 
 
@@ -53,7 +54,8 @@ def test_status_page_without_tenants_says_so(api):
 
 
 def test_status_page_still_renders_when_redis_is_down(make_api):
-    broken = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    # A refused connection, with the API's own retry policy (one immediate retry).
+    broken = redis.Redis(host="127.0.0.1", port=1, **connection.client_options())
     page = make_api(redis_client=broken).get("/", headers={})
     assert page.status_code == 200
     assert 'id="tenants-unknown"' in page.text
