@@ -31,5 +31,6 @@ def connection_for(url: str, *, heartbeat: int = HEARTBEAT_SECONDS) -> Connectio
 def from_settings(settings: Settings, prefix: str | None = None) -> tuple[Connection, Topology]:
     """The configured broker (``ML_BROKER_URL``, else the Redis in use) and its topology."""
     url = broker_url(settings)
-    topology = Topology(prefix=prefix or settings.broker_prefix, amqp=is_amqp(url))
+    topology = Topology(prefix=prefix or settings.broker_prefix, amqp=is_amqp(url),
+                        queue_type=settings.broker_queue_type)
     return connection_for(url), topology

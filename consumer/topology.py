@@ -38,6 +38,9 @@ def is_amqp(url: str) -> bool:
 class Topology:
     prefix: str = DEFAULT_PREFIX
     amqp: bool = True  # broker-side extras (DLX, alternate exchange) only where they exist
+    # "quorum": replicated queues for a RabbitMQ cluster. The type is fixed when a queue is first
+    # declared; changing it means new queues (another ML_BROKER_PREFIX) or deleting the old ones.
+    queue_type: str = "classic"
 
     @property
     def exchange(self) -> Exchange:
@@ -54,10 +57,16 @@ class Topology:
         if self.amqp:
             arguments = {"x-dead-letter-exchange": self.prefix,
                          "x-dead-letter-routing-key": DEAD_ROUTING_KEY}
+            arguments.update(self._type_argument)
         # No exchange= here: kombu would add a binding with an empty routing key.
         return Queue(f"{self.prefix}.{suffix}",
                      bindings=[binding(self.exchange, routing_key=k) for k in keys],
                      durable=True, auto_delete=False, queue_arguments=arguments)
+
+    @property
+    def _type_argument(self) -> dict[str, str]:
+        # Only quorum is named: a classic queue declared without the argument stays compatible.
+        return {"x-queue-type": "quorum"} if self.amqp and self.queue_type == "quorum" else {}
 
     @property
     def events_queue(self) -> Queue:
@@ -72,7 +81,8 @@ class Topology:
         bindings = [binding(self.exchange, routing_key=DEAD_ROUTING_KEY)]
         if self.amqp:
             bindings.append(binding(self.unrouted_exchange, routing_key=""))
-        return Queue(f"{self.prefix}.dead", bindings=bindings, durable=True, auto_delete=False)
+        return Queue(f"{self.prefix}.dead", bindings=bindings, durable=True, auto_delete=False,
+                     queue_arguments=self._type_argument or None)
 
     @property
     def queues(self) -> list[Queue]:

@@ -53,6 +53,8 @@ class Settings:
     # Defaults here too: callers that build Settings by hand need not know the newer fields.
     metrics_port: int = 9102  # the worker's /metrics; 0 = off
     log_format: str = "text"  # text | json
+    # classic | quorum: the type of the work queues on RabbitMQ (quorum for a RabbitMQ cluster)
+    broker_queue_type: str = "classic"
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -171,6 +173,9 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
     log_level = (env.get("ML_LOG_LEVEL", "").strip() or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"ML_LOG_LEVEL={log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+    queue_type = env.get("ML_BROKER_QUEUE_TYPE", "").strip().lower() or "classic"
+    if queue_type not in ("classic", "quorum"):
+        raise ConfigError(f"ML_BROKER_QUEUE_TYPE={queue_type!r}: expected classic or quorum")
     log_format = env.get("ML_LOG_FORMAT", "").strip().lower() or "text"
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"ML_LOG_FORMAT={log_format!r}: expected text or json")
@@ -198,6 +203,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         log_level=log_level,
         metrics_port=_int(env, "ML_METRICS_PORT", 9102, 0, 65535),
         log_format=log_format,
+        broker_queue_type=queue_type,
     )
 
 

@@ -32,6 +32,7 @@ def test_defaults_follow_the_original_service(base_env):
     ("ML_TOP_K", "5000", "expected a whole number from 1 to 1000"),
     ("ML_DEV", "yes", "expected 1 (development mode) or unset"),
     ("ML_BIND", "5000", "expected HOST:PORT"),
+    ("ML_BROKER_QUEUE_TYPE", "stream", "expected classic or quorum"),
     ("ML_BIND", "*:99999", "expected HOST:PORT"),
     ("ML_TOTARA_URL", "lms.example.com", "expected a URL starting with http:// or https://"),
     ("ML_REDIS_URL", "localhost:6379", "expected a URL starting with redis://"),

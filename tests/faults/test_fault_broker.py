@@ -9,6 +9,7 @@ once per event.
 from __future__ import annotations
 
 import pytest
+from amqp.exceptions import PreconditionFailed
 from kombu import Connection
 from servers import start_worker, wait_for
 
@@ -94,3 +95,24 @@ def test_broker_killed_while_the_worker_trains(broker_env, rabbit_node, private_
     text = log.read_text()
     assert _consuming(log) >= 2 and "duplicate of an event already done" in text
     assert _depth(rabbit_node.url, topology.dead_queue) == 0
+
+
+def test_quorum_queues_carry_the_events_for_a_rabbitmq_cluster(fault_env, private_redis,
+                                                               rabbit_node, processes, tmp_path):
+    # Given ML_BROKER_QUEUE_TYPE=quorum (replicated queues; one node is a cluster of one)
+    prefix = f"quorum_{tmp_path.name[-12:]}".replace("[", "_").replace("]", "_")
+    env = {**fault_env, "ML_REDIS_URL": private_redis.url, "ML_BROKER_URL": rabbit_node.url,
+           "ML_BROKER_PREFIX": prefix, "ML_BROKER_QUEUE_TYPE": "quorum"}
+    topology = Topology(prefix, amqp=True, queue_type="quorum")
+    log = tmp_path / "worker.log"
+    processes.append(start_worker(env, log))
+    wait_for(lambda: _consuming(log) == 1, 30, "the worker consuming")
+    # Then the worker declared quorum queues: a classic declaration of the same name is refused
+    with Connection(rabbit_node.url) as connection, connection.channel() as channel:
+        with pytest.raises(PreconditionFailed):
+            Topology(prefix, amqp=True).events_queue.bind(channel).declare()
+    # And an event goes through them and is trained
+    _publish(rabbit_node.url, topology, "1")
+    client = private_redis.client()
+    wait_for(lambda: _list(client, "fault:ends"), 30, "tenant 1 trained")
+    assert [e.split(":")[:2] for e in _list(client, "fault:ends")] == [["1", "published"]]
