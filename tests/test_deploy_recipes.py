@@ -6,6 +6,8 @@ from __future__ import annotations
 import configparser
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -150,3 +152,28 @@ def test_dashboard_queries_use_only_metrics_the_service_exports():
         base = re.sub(r"_(total|bucket|sum|count)$", "", name)
         assert base in defined or name in defined, name
     assert len(used) >= 10
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    return found
+
+
+def test_prometheus_config_and_every_dashboard_query_pass_promtool(tmp_path):
+    promtool = _promtool()
+    checked = subprocess.run([promtool, "check", "config", "--syntax-only",
+                              str(DEPLOY / "prometheus" / "prometheus.yml")],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    dashboard = json.loads((DEPLOY / "grafana" / "totara-ml-dashboard.json").read_text())
+    # Each query as a recording rule: promtool parses the PromQL of every one.
+    rules = [{"record": f"dashboard:query_{index}",
+              "expr": target["expr"].replace("$__rate_interval", "5m")}
+             for index, target in enumerate(t for p in _panels(dashboard) for t in p["targets"])]
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    checked = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
