@@ -15,6 +15,7 @@ import re
 import time
 
 import falcon
+from prometheus_client import Counter, Histogram
 
 from api import metrics
 from recommender import logsetup
@@ -28,8 +29,8 @@ _CALLER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 
 class RequestObserver:
     def __init__(self) -> None:
-        self._counters: dict[tuple[str, str], object] = {}
-        self._histograms: dict[str, object] = {}
+        self._counters: dict[tuple[str, str], Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
         # A random prefix per process and a counter: unique enough to find a request's lines,
         # at a tenth of the cost of reading random bytes for every request.
         self._prefix = ""
