@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 requirements=requirements.txt
 [ "${1:-}" = "--dev" ] && requirements=requirements-dev.txt
+# The lock file pins every package, transitive ones too, with the hashes of its files: a fresh
+# install is the tested install (README, "Pinned installs").
+lock=${requirements%.txt}.lock
 
 python=""
 for candidate in python3.11 python3; do
@@ -42,9 +45,15 @@ if ! system_ready; then
 fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-stamp=.venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$requirements")
+digest=$({ cat requirements*.txt requirements*.lock 2>/dev/null || true; } | sha256sum)
+stamp=.venv/.installed-${digest:0:16}-$(basename "$requirements")
 if [ ! -e "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==24.3.1
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  if [ -f "$lock" ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+      -r "$lock"
+  else
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  fi
   touch "$stamp"
 fi
