@@ -67,6 +67,8 @@ def assert_degrades_cleanly(url: str, queries: list[tuple[str, dict[str, object]
                 assert body == {"error": "true", "msg": "Service unavailable: the model store "
                                                         "(Redis) cannot be reached"}
         assert requests.get(url + "/livez", timeout=TOTARA_TIMEOUT).status_code == 200
+        # Prometheus scrapes go on too (the tenant gauges say Redis is down).
+        assert requests.get(url + "/metrics", timeout=TOTARA_TIMEOUT).status_code == 200
     # Readiness is cached for a second; the window is longer.
     assert requests.get(url + "/readyz", timeout=TOTARA_TIMEOUT).status_code == 503
     return seen
@@ -117,6 +119,7 @@ def test_redis_hung_then_killed_then_back_empty_is_healed_by_the_worker(
     assert sorted(store.published_tenants(private_redis.client())) == ["0", "1"]
     log = (tmp_path / "worker.log").read_text()
     assert "has no published model; republishing the saved one" in log
+    assert processes[1].poll() is None  # the worker lived through it
     api.stop()
     assert " 500 " not in (tmp_path / "api.log").read_text()
 
