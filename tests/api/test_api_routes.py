@@ -117,7 +117,7 @@ def test_openapi_document_is_served_and_lists_every_route(api):
     assert served.json == document
     assert document["openapi"].startswith("3.")
     routes = {"/", "/favicon.ico", "/openapi.json", "/user-items", "/similar-items",
-              "/health-check", "/livez", "/readyz"}
+              "/health-check", "/livez", "/readyz", "/metrics"}
     assert set(document["paths"]) == routes
     for path in routes:  # every documented path exists in the app
         assert api.get(path).status_code != 404
