@@ -33,9 +33,10 @@ OPENAPI_FILE = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 _STYLE = """
     body { font-family: system-ui, sans-serif; margin: 2em; color: #222; font-size: 14px; }
     table { border-collapse: collapse; margin: 1em 0; }
-    th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+    th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
+    td code { font-size: 12px; }
     td { white-space: nowrap; }
-    td.run { white-space: normal; min-width: 14em; max-width: 24em; }
+    td.run { white-space: normal; min-width: 12em; max-width: 20em; overflow-wrap: anywhere; }
     th { background: #f0f0f0; }
     td.num { text-align: right; font-variant-numeric: tabular-nums; }
     .ok { color: #176f2c; font-weight: bold; }
