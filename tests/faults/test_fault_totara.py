@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,17 +20,15 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import KEY
+from fake_totara import FakeTotara  # tests/, on the path through tests/conftest.py
 from kombu import Connection
 from servers import Api, RedisServer, start_worker, stop_process, wait_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fake_totara import FakeTotara  # noqa: E402
-
-from consumer import events  # noqa: E402
-from consumer.publish import send  # noqa: E402
-from consumer.topology import Topology  # noqa: E402
-from recommender import keys, summary  # noqa: E402
-from recommender.signing import signed_headers  # noqa: E402
+from consumer import events
+from consumer.publish import send
+from consumer.topology import Topology
+from recommender import keys, summary
+from recommender.signing import signed_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import KEY
-from servers import Api
+from servers import Api, RedisServer
 
 from recommender import config, keys, pipeline, store
 from recommender.signing import signed_headers
@@ -78,8 +78,6 @@ HOSTILE_SIMILAR = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, fault_export):
-    from servers import RedisServer
-
     root = tmp_path_factory.mktemp("hostile")
     redis_server = RedisServer(root / "redis").start()
     env = {"PATH": "/usr/bin:/bin", "ML_TOTARA_URL": "http://127.0.0.1:9", "ML_TOTARA_KEY": KEY,
