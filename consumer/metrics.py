@@ -100,9 +100,13 @@ def serve(port: int, client: Callable[[], redis.Redis], retrain_minutes: int,
         try:
             _start_http_server(candidate, addr=addr, registry=served)
         except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            continue
+            if exc.errno == errno.EADDRINUSE:
+                continue
+            # A port below 1024 for an unprivileged user, an address not of this host: the
+            # worker still trains, and says loudly why it has no metrics.
+            log.error("cannot serve metrics on port %d: %s; this worker exposes no metrics",
+                      candidate, exc)
+            return None
         if candidate != port:
             log.info("metrics port %d is taken (another worker on this host?); using %d",
                      port, candidate)

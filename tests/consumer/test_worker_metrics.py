@@ -142,3 +142,7 @@ def test_metrics_port_serves_worker_and_tenant_metrics_and_moves_past_a_taken_po
     assert "totara_ml_worker_events_total" in text
     assert 'totara_ml_tenant_validation_score{metric="auc",tenant="0"} 0.8' in text
     assert 'totara_ml_tenant_last_success_timestamp_seconds{tenant="0"}' in text
+
+
+def test_a_port_that_cannot_be_bound_leaves_the_worker_without_metrics_not_stopped(fake_redis):
+    assert worker_metrics.serve(1, lambda: fake_redis, 1440, addr="192.0.2.1") is None
