@@ -107,7 +107,9 @@ def test_publish_serve_publish_serve_and_self_healing_on_a_redis_cluster(
     assert len(first) == 1
     # publish again -> serve: the new version is current, the replaced one deleted
     publish("0", force=True)
-    wait_for(lambda: _versions(client, "0") not in ([], first), 60, "republished")
+    # The new version is registered before the old one is deleted: wait for both steps.
+    wait_for(lambda: len(now := _versions(client, "0")) == 1 and now != first, 60,
+             "republished and the replaced version deleted")
     second = _versions(client, "0")
     assert len(second) == 1 and second != first
     assert client.exists(*keys.version_keys("0", first[0])) == 0
