@@ -207,7 +207,10 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
                       "ndcg_at_10": fitted.validation["ndcg"],
                       "auc": fitted.validation["auc"]}
     meta.update(epochs=fitted.epochs, components=params.components,
+                epochs_trained=fitted.epochs_trained,
                 **{k: round(v, 6) for k, v in result.metrics.items()})
+    if fitted.identity_weight is not None:  # the share chosen on validation, for diagnosis
+        meta["identity_weight"] = fitted.identity_weight
     meta["params"] = dict(params.__dict__)
     return saved_arrays(data, fitted.model, fs)
 

@@ -48,6 +48,9 @@ def test_training_publishes_a_list_for_every_user_and_every_item(settings, fake_
         assert fake_redis.hexists(keys.item_bucket("1", version, number), key), key
     meta = store.current_meta(fake_redis, "1")
     assert int(meta["n_items"]) == len(data.items) and meta["status"] == "trained"
+    # The chosen identity share and the compute spent are kept for diagnosis
+    assert float(meta["identity_weight"]) in FAST.identity_weights
+    assert int(meta["epochs_trained"]) >= int(meta["epochs"])
     assert fake_redis.exists(keys.model("1", version), keys.popular("1", version)) == 2
     # And the run is in train_summary.log, the model on disk, the outcome in last_run
     assert summary.read(settings.logs_dir)[-1]["TENANT_ID"] == "1"
