@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import redis
 import requests
 
-from recommender import keys
+from recommender import overview
 
 Facts = dict[str, str | int | float]
 
@@ -85,42 +85,31 @@ def broker(url: str, timeout: float = BROKER_TIMEOUT) -> str | None:
     return None
 
 
+_META_FIELDS = ("status", "trained_at", "auc", "precision_at_10")
+_RUN_FIELDS = ("status", "at", "message")
+
+
 def store(client: redis.Redis, retrain_minutes: int,
           now: float | None = None) -> tuple[Facts, list[str]]:
     """Redis reachability and, per published tenant, its version's status, age and quality and
     the outcome of its latest training run."""
     now = time.time() if now is None else now
     try:
-        published = sorted((t.decode() for t in client.smembers(keys.TENANTS)),
-                           key=lambda t: (len(t), t))
-        tenants = published[:MAX_TENANTS_REPORTED]
-        pipe = client.pipeline(transaction=False)
-        for tenant in tenants:
-            pipe.get(keys.current(tenant))
-        versions = [v.decode() if v else None for v in pipe.execute()] if tenants else []
-        pipe = client.pipeline(transaction=False)
-        for tenant, version in zip(tenants, versions, strict=True):
-            pipe.hmget(keys.meta(tenant, version or "none"),
-                       ["status", "trained_at", "auc", "precision_at_10"])
-            pipe.hmget(keys.last_run(tenant), ["status", "at", "message"])
-        replies = pipe.execute() if tenants else []
+        seen = overview.read(client, _META_FIELDS, _RUN_FIELDS, MAX_TENANTS_REPORTED)
     except redis.RedisError as exc:
         return ({"redis_reachable": "false", "recommendation_model": "false"},
                 [f"Unable to reach the model store (Redis): {exc}"])
-    facts: Facts = {"redis_reachable": "true", "tenants_published": len(published)}
+    facts: Facts = {"redis_reachable": "true", "tenants_published": seen.total}
     errors: list[str] = []
     trained = False
-    for index, (tenant, version) in enumerate(zip(tenants, versions, strict=True)):
-        meta, run = ([_text(v) for v in reply] for reply in replies[2 * index:2 * index + 2])
-        trained = trained or (bool(version) and meta[0] == "trained")
-        facts.update(_tenant_facts(tenant, version, meta, run, now))
-        errors += _tenant_problems(tenant, meta, run, now, 2 * retrain_minutes * 60)
+    for state in seen.tenants:
+        meta = [state.meta[f] for f in _META_FIELDS]
+        run = [state.run[f] for f in _RUN_FIELDS]
+        trained = trained or (bool(state.version) and meta[0] == "trained")
+        facts.update(_tenant_facts(state.tenant, state.version, meta, run, now))
+        errors += _tenant_problems(state.tenant, meta, run, now, 2 * retrain_minutes * 60)
     facts["recommendation_model"] = "true" if trained else "false"
     return facts, errors
-
-
-def _text(raw: bytes | None) -> str:
-    return raw.decode("utf-8", "replace") if raw else ""
 
 
 def _tenant_facts(tenant: str, version: str | None, meta: list[str], run: list[str],

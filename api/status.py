@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import redis
 
 from api import checks
-from recommender import keys, logsetup
+from recommender import logsetup, overview
 
 MAX_TENANTS = 500
 BROKER_CACHE_SECONDS = 30.0
@@ -50,10 +50,6 @@ class Report:
         if self.scheduled_period is None:
             return None
         return self.scheduled_period + self.retrain_seconds
-
-
-def _text(raw: bytes | None) -> str:
-    return raw.decode("utf-8", "replace") if raw else ""
 
 
 class BrokerProbe:
@@ -107,27 +103,14 @@ def collect(client: Callable[[], redis.Redis], broker: Callable[[], tuple[bool, 
 
 
 def _read(connection: redis.Redis, report: Report) -> None:
-    tenants = sorted((t.decode() for t in connection.smembers(keys.TENANTS)),
-                     key=lambda t: (len(t), t))
-    report.tenants_total = len(tenants)
-    tenants = tenants[:MAX_TENANTS]
-    pipe = connection.pipeline(transaction=False)
-    for tenant in tenants:
-        pipe.get(keys.current(tenant))
-    pipe.get(keys.SCHEDULE_LEADER)
-    *versions, leader = pipe.execute()
-    pipe = connection.pipeline(transaction=False)
-    for tenant, version in zip(tenants, versions, strict=True):
-        pipe.hmget(keys.meta(tenant, _text(version) or "none"), _META)
-        pipe.hmget(keys.last_run(tenant), _RUN)
-    replies = pipe.execute() if tenants else []
-    for index, (tenant, version) in enumerate(zip(tenants, versions, strict=True)):
-        meta = {k: _text(v) for k, v in zip(_META, replies[2 * index], strict=True)}
-        run = {k: _text(v) for k, v in zip(_RUN, replies[2 * index + 1], strict=True)}
+    seen = overview.read(connection, _META, _RUN, MAX_TENANTS)
+    report.tenants_total = seen.total
+    for state in seen.tenants:
         # Run messages quote downloads and errors: what might carry a credential is redacted.
-        run["message"] = logsetup.redact(" ".join(run["message"].split()))[:300]
-        report.tenants.append(TenantRow(tenant, _text(version), meta, run))
+        state.run["message"] = logsetup.redact(" ".join(state.run["message"].split()))[:300]
+        report.tenants.append(TenantRow(state.tenant, state.version or "", state.meta,
+                                        state.run))
     try:
-        report.scheduled_period = float(leader) if leader else None
+        report.scheduled_period = float(seen.leader) if seen.leader else None
     except ValueError:
         report.scheduled_period = None

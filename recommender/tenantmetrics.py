@@ -16,7 +16,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from recommender import keys
+from recommender import overview
 
 # The health check's bound: beyond it, tenants are left out of the metrics rather than
 # making every scrape slow.
@@ -30,7 +30,7 @@ _META = ["status", "trained_at", *QUALITY, *SIZES]
 _RUN = ["status", "at"]
 
 
-def _number(raw: bytes | None) -> float | None:
+def _number(raw: str) -> float | None:
     try:
         value = float(raw) if raw else None
     except ValueError:
@@ -59,34 +59,19 @@ class TenantCollector(Collector):
     def _read(self, now: float) -> list[GaugeMetricFamily]:
         up = GaugeMetricFamily("totara_ml_redis_up", "1 when Redis answered the last scrape")
         try:
-            tenants, metas, runs, leader = self._fetch()
+            seen = overview.read(self.client(), _META, _RUN, MAX_TENANTS)
         except (redis.RedisError, OSError, RuntimeError):
             up.add_metric([], 0)
             return [up]
         up.add_metric([], 1)
         families = _families()
-        for tenant, meta, run in zip(tenants, metas, runs, strict=True):
-            _add_tenant(families, tenant, dict(zip(_META, meta, strict=True)),
-                        dict(zip(_RUN, run, strict=True)), now)
+        for state in seen.tenants:
+            _add_tenant(families, state.tenant, state.meta, state.run, now)
+        leader = _number(seen.leader)
         if leader is not None and self.period:
             families["next_retrain"].add_metric([], leader + self.period)
         return [up, *families.values()]
 
-    def _fetch(self) -> tuple[list[str], list, list, float | None]:
-        client = self.client()
-        tenants = sorted((t.decode() for t in client.smembers(keys.TENANTS)),
-                         key=lambda t: (len(t), t))[:MAX_TENANTS]
-        pipe = client.pipeline(transaction=False)
-        for tenant in tenants:
-            pipe.get(keys.current(tenant))
-        pipe.get(keys.SCHEDULE_LEADER)
-        *versions, leader = pipe.execute()
-        pipe = client.pipeline(transaction=False)
-        for tenant, version in zip(tenants, versions, strict=True):
-            pipe.hmget(keys.meta(tenant, (version or b"none").decode()), _META)
-            pipe.hmget(keys.last_run(tenant), _RUN)
-        replies = pipe.execute() if tenants else []
-        return tenants, replies[0::2], replies[1::2], _number(leader)
 
 
 def _families() -> dict[str, GaugeMetricFamily]:
@@ -117,8 +102,8 @@ def _families() -> dict[str, GaugeMetricFamily]:
 
 
 def _add_tenant(families: dict[str, GaugeMetricFamily], tenant: str,
-                meta: dict[str, bytes | None], run: dict[str, bytes | None], now: float) -> None:
-    status = (meta["status"] or b"").decode()
+                meta: dict[str, str], run: dict[str, str], now: float) -> None:
+    status = meta["status"]
     trained_at = _number(meta["trained_at"])
     if trained_at is not None:
         families["age"].add_metric([tenant], max(0.0, now - trained_at))
@@ -132,7 +117,7 @@ def _add_tenant(families: dict[str, GaugeMetricFamily], tenant: str,
         value = _number(meta[name])
         if value is not None:
             families["size"].add_metric([tenant, name[2:]], value)
-    run_status = (run["status"] or b"").decode()
+    run_status = run["status"]
     run_at = _number(run["at"])
     successes = [t for t in (trained_at, run_at if run_status in SUCCESS_STATUSES else None)
                  if t is not None]
