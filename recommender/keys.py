@@ -26,10 +26,6 @@ def done(event_id: str) -> str:
     return f"ml:consumer:done:{event_id}"
 
 
-def tenant_tag(tenant: str) -> str:
-    return f"ml:{{{tenant}}}"
-
-
 def current(tenant: str) -> str:
     """String: id of the published version."""
     return f"ml:{{{tenant}}}:current"

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -76,17 +77,22 @@ def model_hash(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
 
 
 def publish_arrays(client: redis.Redis, tenant: str, version: str,
-                   arrays: dict[str, np.ndarray], meta: dict[str, Any], top_k: int) -> None:
-    """Write a whole version and switch to it; on any error the partial version is removed."""
+                   arrays: dict[str, np.ndarray], meta: dict[str, Any], top_k: int,
+                   batches: Callable[[Iterator[list]], Iterable[list]] = iter) -> None:
+    """Write a whole version and switch to it; on any error the partial version is removed.
+
+    ``batches`` wraps the batch generators of the lists, so a benchmark can time the
+    precompute apart from the writes of this same code.
+    """
     writer = store.VersionWriter(client, tenant, version)
     try:
         if arrays:
             emb = embeddings(arrays)
             writer.write_model(model_hash(arrays))
             writer.write_popular(topk.popular_lists(emb, top_k))
-            for batch in topk.user_lists(emb, top_k):
+            for batch in batches(topk.user_lists(emb, top_k)):
                 writer.write_users(batch)
-            for batch in topk.similar_lists(emb, top_k):
+            for batch in batches(topk.similar_lists(emb, top_k)):
                 writer.write_items(batch)
         scalars = {k: v for k, v in meta.items() if isinstance(v, str | int | float)}
         writer.commit(scalars)

@@ -178,11 +178,3 @@ def collect_garbage(client: redis.Redis, tenant: str, grace_seconds: float,
         delete_version(client, tenant, version)
         log.info("tenant %s: deleted old version %s", tenant, version)
     return doomed
-
-
-def published_tenants(client: redis.Redis) -> list[str]:
-    return sorted((t.decode() for t in client.smembers(keys.TENANTS)), key=_tenant_order)
-
-
-def _tenant_order(tenant: str) -> tuple[int, str]:
-    return (int(tenant), tenant) if tenant.isdigit() else (1 << 62, tenant)
