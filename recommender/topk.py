@@ -45,7 +45,8 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         empty = np.empty((scores.shape[0], 0))
         return empty.astype(np.int64), empty.astype(scores.dtype)
     if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # Partitioning at n - k selects the k largest without a negated copy of the scores.
+        part = np.argpartition(scores, n - k, axis=1)[:, n - k:]
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     values = np.take_along_axis(scores, part, axis=1)
