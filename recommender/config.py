@@ -55,6 +55,8 @@ class Settings:
     log_format: str = "text"  # text | json
     # classic | quorum: the type of the work queues on RabbitMQ (quorum for a RabbitMQ cluster)
     broker_queue_type: str = "classic"
+    # Warm starts from the saved model allowed in a row before a full fit; 0 = always full
+    incremental_runs: int = 6
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -204,6 +206,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         metrics_port=_int(env, "ML_METRICS_PORT", 9102, 0, 65535),
         log_format=log_format,
         broker_queue_type=queue_type,
+        incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
     )
 
 

@@ -59,7 +59,8 @@ def _matrix(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.
     return matrix
 
 
-def _subset(data: TenantExport, keep: np.ndarray) -> TenantExport:
+def keep_interactions(data: TenantExport, keep: np.ndarray) -> TenantExport:
+    """The export with only the interactions where ``keep`` is true."""
     inter = data.interactions
     kept = Interactions(inter.users[keep], inter.items[keep], inter.ratings[keep],
                         inter.timestamps[keep])
@@ -77,8 +78,8 @@ def split(data: TenantExport, protocol: str = "random", fraction: float = 0.2,
     order = jitter if protocol == "random" else inter.timestamps + 0.5 * jitter
     test = holdout_mask(inter.users, order, fraction)
     shape = (len(data.users), len(data.items))
-    return Split(protocol, _subset(data, ~test), _matrix(inter.users[test], inter.items[test],
-                                                         shape))
+    held_out = _matrix(inter.users[test], inter.items[test], shape)
+    return Split(protocol, keep_interactions(data, ~test), held_out)
 
 
 def cold_split(data: TenantExport, fraction: float = 0.1, seed: int = 0) -> Split:
@@ -93,8 +94,8 @@ def cold_split(data: TenantExport, fraction: float = 0.1, seed: int = 0) -> Spli
     cold_items[rng.choice(active_items, int(len(active_items) * fraction), replace=False)] = True
     test = np.isin(inter.users, cold_users) | cold_items[inter.items]
     shape = (len(data.users), len(data.items))
-    return Split("cold", _subset(data, ~test), _matrix(inter.users[test], inter.items[test], shape),
-                 cold_users, cold_items)
+    held_out = _matrix(inter.users[test], inter.items[test], shape)
+    return Split("cold", keep_interactions(data, ~test), held_out, cold_users, cold_items)
 
 
 # ----------------------------------------------------------------------------------- models

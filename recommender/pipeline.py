@@ -18,7 +18,17 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from recommender import download, export, features, keys, modelfile, store, summary, train
+from recommender import (
+    download,
+    export,
+    features,
+    keys,
+    modelfile,
+    store,
+    summary,
+    train,
+    warmstart,
+)
 from recommender.config import Settings
 from recommender.publish import publish_arrays, saved_arrays
 
@@ -113,9 +123,18 @@ def _record(client: redis.Redis, result: TenantResult) -> None:
 
 
 def _gate(published: dict[str, str] | None, result: TenantResult) -> str | None:
-    """Why the new model must not replace the published one, or None."""
+    """Why the new model must not replace the published one, or None.
+
+    A full fit is compared with the published model's last full fit (an incremental run's
+    figure is measured on other pairs); an incremental run with the saved model's score on its
+    own held-out pairs, which is the same measurement of the model it replaces.
+    """
+    baseline = result.metrics.get("warm_baseline_precision_at_10")
+    if baseline is None:
+        published = published or {}
+        baseline = published.get("full_fit_precision_at_10", published.get("precision_at_10"))
     try:
-        old = float((published or {}).get("precision_at_10", ""))
+        old = float(baseline if baseline is not None else "")
     except ValueError:
         return None
     new = result.metrics["precision_at_10"]
@@ -160,7 +179,7 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
         arrays: dict[str, np.ndarray] = {}
         result.status, result.message = "not_trained", TOO_SMALL
     else:
-        arrays = _fit(data, algorithm, settings, params, result, progress, meta)
+        arrays = _fit(data, algorithm, settings, params, result, progress, meta, force)
         result.status = "published"
         refusal = None if force else _gate(published, result)
         if refusal:
@@ -195,12 +214,25 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
 
 def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
          params: train.TrainParams, result: TenantResult, progress: Progress,
-         meta: dict) -> dict[str, np.ndarray]:
+         meta: dict, force: bool) -> dict[str, np.ndarray]:
+    """Fit from the saved model when it fits this export (recommender.warmstart), else afresh;
+    ``force`` always fits afresh."""
     with _timed(result, "features", progress):
         fs = features.build(data, algorithm)
+
+    def on_epoch(epoch: int, precision: float) -> None:
+        progress.epoch(data.tenant, epoch, precision)
+
     with _timed(result, "fit", progress):
-        fitted = train.fit(fs, params, settings.num_threads,
-                           on_epoch=lambda e, p: progress.epoch(data.tenant, e, p))
+        warm, why = (None, "forced") if force else warmstart.prepare(
+            settings.models_dir, data, fs, algorithm, dict(params.__dict__),
+            settings.incremental_runs)
+        fitted = (train.fit_incremental(fs, params, warm, settings.num_threads, on_epoch)
+                  if warm else why)
+        if isinstance(fitted, str):
+            log.info("tenant %s: full fit (%s)", data.tenant, fitted)
+            fitted = train.fit(fs, params, settings.num_threads, on_epoch=on_epoch)
+            warm = None
     result.epochs, result.components = fitted.epochs, params.components
     result.metrics = {"precision_at_10": fitted.validation["precision"],
                       "recall_at_10": fitted.validation["recall"],
@@ -209,6 +241,19 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
     meta.update(epochs=fitted.epochs, components=params.components,
                 epochs_trained=fitted.epochs_trained,
                 **{k: round(v, 6) for k, v in result.metrics.items()})
+    if warm is not None and fitted.warm_baseline is not None:
+        log.info("tenant %s: incremental fit from %s, validation P@10 %.4f on %d new pairs "
+                 "(saved model: %.4f)", data.tenant, warm.source_version,
+                 result.metrics["precision_at_10"], fitted.held_out_pairs, fitted.warm_baseline)
+        result.metrics["warm_baseline_precision_at_10"] = fitted.warm_baseline
+        meta.update(fit="incremental", incremental_from=warm.source_version,
+                    incremental_runs=warm.runs + 1, validation_pairs="new",
+                    warm_baseline_precision_at_10=round(fitted.warm_baseline, 6))
+        if warm.full_fit_precision is not None:
+            meta["full_fit_precision_at_10"] = warm.full_fit_precision
+    else:
+        meta.update(fit="full", incremental_runs=0, validation_pairs="random",
+                    full_fit_precision_at_10=meta["precision_at_10"])
     if fitted.identity_weight is not None:  # the share chosen on validation, for diagnosis
         meta["identity_weight"] = fitted.identity_weight
     meta["params"] = dict(params.__dict__)

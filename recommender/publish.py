@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from recommender import store, topk
 from recommender.export import TenantExport
 from recommender.features import FeatureSet
-from recommender.train import LightFM, representations
+from recommender.train import LightFM, parameter_arrays, representations
 
 
 def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet) -> dict[str, np.ndarray]:
@@ -37,11 +37,9 @@ def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet) -> dict[str
         "positives_indptr": positives.indptr.astype(np.int64),
         "positives_indices": positives.indices.astype(np.int32),
         "popularity": popularity,
-        # LightFM's own parameters per feature, for incremental fits and feature fold-in.
-        "user_feature_embeddings": model.user_embeddings.astype(np.float32),
-        "user_feature_biases": model.user_biases.astype(np.float32),
-        "item_feature_embeddings": model.item_embeddings.astype(np.float32),
-        "item_feature_biases": model.item_biases.astype(np.float32),
+        # LightFM's own parameters per feature and optimiser state, for incremental fits
+        # (recommender.warmstart) and the API's feature fold-in.
+        **parameter_arrays(model),
         "user_feature_names": np.asarray(user_names, dtype=str),
         "item_feature_names": np.asarray(item_names, dtype=str),
     }

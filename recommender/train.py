@@ -22,6 +22,14 @@ from lightfm import LightFM
 
 from recommender.features import FeatureSet
 from recommender.metrics import ranking_metrics, split_per_user
+from recommender.warmstart import (
+    MIN_HELD_OUT,
+    PARAMETERS,
+    SIDES,
+    WarmStart,
+    saved_name,
+    split_new_pairs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,9 @@ class TrainParams:
     identity_tolerance: float = 0.01
     validation_fraction: float = 0.2
     validation_users: int = 3000  # users sampled for the per-epoch check
+    # Warm starts (recommender.warmstart) need few epochs; they stop sooner too.
+    incremental_max_epochs: int = 10
+    incremental_patience: int = 2
     seed: int = 42
 
 
@@ -63,6 +74,9 @@ class FitResult:
     identity_weight: float | None = None  # the chosen identity share (None: mf or fixed)
     epochs_trained: int = 0  # every epoch of every fit, refit included: the compute spent
     candidates: dict[str, list[float]] = field(default_factory=dict)  # curve per identity share
+    # Set by fit_incremental: the saved model's validation P@10 on the same held-out new pairs.
+    warm_baseline: float | None = None
+    held_out_pairs: int = 0
 
 
 # The original service (contract §5): WARP with adadelta, LightFM's defaults otherwise, L2 1e-3 on
@@ -97,6 +111,27 @@ def representations(model: LightFM, fs: FeatureSet) -> tuple[np.ndarray, ...]:
             ie.astype(np.float32))
 
 
+def parameter_arrays(model: LightFM) -> dict[str, np.ndarray]:
+    """Every per-feature parameter and its optimiser state, by its saved name."""
+    return {saved_name(side, p): getattr(model, f"{side}_{p}").astype(np.float32)
+            for side in SIDES for p in PARAMETERS}
+
+
+def warm_model(params: TrainParams, fs: FeatureSet, warm: WarmStart) -> LightFM:
+    """A model on ``fs``'s feature rows: carried features keep the saved parameters and
+    optimiser state, new ones start as LightFM starts them."""
+    model = _new_model(params, fs)
+    n_items, n_users = len(warm.rows["item"]), len(warm.rows["user"])
+    model._initialize(params.components, n_items, n_users)  # what fit_partial does at first
+    for side in SIDES:
+        rows = warm.rows[side]
+        known = rows >= 0
+        for name in PARAMETERS:
+            target = getattr(model, f"{side}_{name}")
+            target[known] = warm.params[side][name][rows[known]]
+    return model
+
+
 def _scorer(model: LightFM, fs: FeatureSet) -> Callable[[np.ndarray], np.ndarray]:
     _, ue, ib, ie = representations(model, fs)
     return lambda rows: ue[rows] @ ie.T + ib
@@ -117,10 +152,16 @@ class _Run:
 
 def _early_stopped(fs: FeatureSet, params: TrainParams, ones: sp.coo_matrix,
                    weights: sp.coo_matrix, train_part: sp.csr_matrix, held_out: sp.csr_matrix,
-                   num_threads: int, on_epoch: EpochCallback | None) -> _Run:
-    model = _new_model(params, fs)
+                   num_threads: int, on_epoch: EpochCallback | None,
+                   model: LightFM | None = None) -> _Run:
+    """Fit epoch by epoch (from ``model`` if given), keeping the best one on validation."""
+    max_epochs, patience = params.max_epochs, params.patience
+    if model is None:
+        model = _new_model(params, fs)
+    else:
+        max_epochs, patience = params.incremental_max_epochs, params.incremental_patience
     run = _Run(fs, 0, -1.0, model, [])
-    for epoch in range(1, params.max_epochs + 1):
+    for epoch in range(1, max_epochs + 1):
         model.fit_partial(ones, user_features=fs.user_features, item_features=fs.item_features,
                           sample_weight=weights, epochs=1, num_threads=num_threads)
         precision = ranking_metrics(_scorer(model, fs), train_part, held_out, k=10,
@@ -132,9 +173,17 @@ def _early_stopped(fs: FeatureSet, params: TrainParams, ones: sp.coo_matrix,
         if precision > run.score:
             # A snapshot costs one copy of the parameters, far less than refitting to it.
             run.epoch, run.score, run.model = epoch, precision, copy.deepcopy(model)
-        elif epoch - run.epoch >= params.patience:
+        elif epoch - run.epoch >= patience:
             break
     return run
+
+
+def _restricted_pairs(fs: FeatureSet, part: sp.csr_matrix) -> tuple[sp.coo_matrix, ...]:
+    """(ones, sample weights) of the interactions in ``part``."""
+    weights = _restrict(fs.weights, part)
+    ones = sp.coo_matrix((np.ones(weights.nnz, np.float32), (weights.row, weights.col)),
+                         shape=weights.shape)
+    return ones, weights
 
 
 def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
@@ -145,9 +194,7 @@ def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
     seconds: dict[str, float] = {}
     full = fs.interactions.tocsr()
     train_part, held_out = split_per_user(full, params.validation_fraction, params.seed)
-    train_weights = _restrict(fs.weights, train_part)
-    train_ones = sp.coo_matrix((np.ones(train_weights.nnz, np.float32),
-                                (train_weights.row, train_weights.col)), shape=full.shape)
+    train_ones, train_weights = _restricted_pairs(fs, train_part)
     shares = sorted(params.identity_weights) if fs.reweightable() else []
     candidates = [fs.with_identity_weight(w) for w in shares] or [fs]
     started = time.perf_counter()
@@ -176,6 +223,53 @@ def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
                      sum(len(run.curve) for run in runs) + epochs,
                      {str(run.fs.identity_weight): [round(c, 4) for c in run.curve]
                       for run in runs})
+
+
+def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_threads: int,
+                    on_epoch: EpochCallback | None = None,
+                    min_held_out: int = MIN_HELD_OUT) -> FitResult | str:
+    """Continue the saved model on this export: an early-stopped run validated on held-out new
+    pairs, then a refit from the saved model on everything for the best epoch count.
+
+    Returns the result, or why a full fit is needed instead (too few new pairs to validate).
+    The result's ``warm_baseline`` is the saved model's own P@10 on the same pairs.
+    """
+    seconds: dict[str, float] = {}
+    if warm.identity_weight is not None and fs.reweightable():
+        # The carried embeddings were learnt with this share; keep the rows on that scale.
+        reweighted = fs.with_identity_weight(warm.identity_weight)
+        fs.user_features, fs.item_features = reweighted.user_features, reweighted.item_features
+        fs.identity_weight = warm.identity_weight
+    full = fs.interactions.tocsr()
+    train_part, held_out = split_new_pairs(full, warm.old_pairs, params.validation_fraction,
+                                           params.seed)
+    if held_out.nnz < min_held_out:
+        return (f"only {held_out.nnz} new interactions to validate on (at least "
+                f"{min_held_out} needed)")
+    ones, weights = _restricted_pairs(fs, train_part)
+    started = time.perf_counter()
+    model = warm_model(params, fs, warm)
+    baseline = ranking_metrics(_scorer(model, fs), train_part, held_out, k=10,
+                               max_users=params.validation_users, seed=params.seed,
+                               with_auc=False)["precision"]
+    run = _early_stopped(fs, params, ones, weights, train_part, held_out, num_threads, on_epoch,
+                         model=model)
+    seconds["validation_fit"] = time.perf_counter() - started
+    started = time.perf_counter()
+    metrics = ranking_metrics(_scorer(run.model, fs), train_part, held_out, k=10,
+                              max_users=params.validation_users, seed=params.seed)
+    seconds["validation_score"] = time.perf_counter() - started
+    started = time.perf_counter()
+    final = warm_model(params, fs, warm)
+    final.fit_partial(fs.interactions, user_features=fs.user_features,
+                      item_features=fs.item_features, sample_weight=fs.weights,
+                      epochs=run.epoch, num_threads=num_threads)
+    seconds["refit"] = time.perf_counter() - started
+    log.debug("incremental fit from %s: baseline %.4f, best epoch %d, curve %s",
+              warm.source_version, baseline, run.epoch, run.curve)
+    return FitResult(final, run.epoch, metrics, run.curve, seconds, fs.identity_weight,
+                     len(run.curve) + run.epoch, warm_baseline=baseline,
+                     held_out_pairs=int(held_out.nnz))
 
 
 def fit_fixed(fs: FeatureSet, params: TrainParams, epochs: int, num_threads: int,

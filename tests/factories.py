@@ -53,3 +53,36 @@ def make_export(n_users: int = 200, n_items: int = 60, per_user: int = 8, cluste
                          timestamps=np.full(n, 1_700_000_000, np.int64))
     return TenantExport(tenant=tenant, users=users, items=items, interactions=inter,
                         fingerprint=f"fp-{seed}-{n_users}-{n_items}")
+
+
+def reindex(data: TenantExport, user_rows: np.ndarray, item_rows: np.ndarray,
+            keep_pairs: np.ndarray | None = None) -> TenantExport:
+    """The export with only these users and items, in this order (rows of ``data``), and the
+    interactions among them (and in ``keep_pairs``, a mask over interactions, if given)."""
+    user_rows, item_rows = np.asarray(user_rows), np.asarray(item_rows)
+    users, items, inter = data.users, data.items, data.interactions
+    new_user = np.full(len(users), -1)
+    new_user[user_rows] = np.arange(len(user_rows))
+    new_item = np.full(len(items), -1)
+    new_item[item_rows] = np.arange(len(item_rows))
+    keep = (new_user[inter.users] >= 0) & (new_item[inter.items] >= 0)
+    if keep_pairs is not None:
+        keep &= keep_pairs
+
+    def pick(values: list, rows: np.ndarray) -> list:
+        return [values[r] for r in rows]
+
+    return TenantExport(
+        tenant=data.tenant,
+        users=Users(ids=users.ids[user_rows],
+                    text={k: pick(v, user_rows) for k, v in users.text.items()},
+                    multi={k: pick(v, user_rows) for k, v in users.multi.items()},
+                    competencies=pick(users.competencies, user_rows)),
+        items=Items(keys=pick(items.keys, item_rows), types=items.types[item_rows],
+                    numbers=items.numbers[item_rows], tag_names=items.tag_names,
+                    tags=items.tags[item_rows], documents=pick(items.documents, item_rows)),
+        interactions=Interactions(users=new_user[inter.users[keep]].astype(np.int32),
+                                  items=new_item[inter.items[keep]].astype(np.int32),
+                                  ratings=inter.ratings[keep],
+                                  timestamps=inter.timestamps[keep]),
+        fingerprint=f"{data.fingerprint}-{len(user_rows)}-{len(item_rows)}-{int(keep.sum())}")

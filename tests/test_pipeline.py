@@ -99,7 +99,8 @@ def test_a_tenant_with_too_little_data_is_published_as_not_trained(base_env, fak
 def test_promotion_gate_keeps_a_worse_model_out_unless_forced(settings, fake_redis):
     # Given a published model with a validation P@10 no new model can reach
     first = _train(settings, fake_redis)
-    fake_redis.hset(keys.meta("0", first.version), "precision_at_10", "0.99")
+    fake_redis.hset(keys.meta("0", first.version),
+                    mapping={"precision_at_10": "0.99", "full_fit_precision_at_10": "0.99"})
     fake_redis.hset(keys.meta("0", first.version), "export_fingerprint", "older export")
     # When a new model is trained, it is refused, logged, and the old one stays
     refused = _train(settings, fake_redis)

@@ -38,7 +38,7 @@ def test_cold_users_and_items_are_scored_from_their_features(demo_tenant):
 def test_identity_weight_splits_each_row_between_identity_and_metadata():
     data = make_export(n_users=50, n_items=20, seed=1)
     keep = data.interactions.users != 0  # user 0 becomes cold
-    data = evaluate._subset(data, keep)
+    data = evaluate.keep_interactions(data, keep)
     fs = features.build(data, "partial", identity_weight=0.7)
     rows = fs.user_features.toarray()
     n_users = len(data.users)
