@@ -168,7 +168,9 @@ def main(args: argparse.Namespace) -> int:
             apps.append(ref_process)
             urls = {"api": f"http://127.0.0.1:{api_port}",
                     "reference": f"http://127.0.0.1:{ref_port}"}
-            return _measure(urls, key, users, args, tmp)
+            pids = {"api": api_process.pid, "reference": ref_process.pid,
+                    "redis": redis_process.pid}
+            return _measure(urls, key, users, args, tmp, pids)
         finally:
             for process in apps:
                 process.terminate()
@@ -178,18 +180,38 @@ def main(args: argparse.Namespace) -> int:
             redis_process.wait(timeout=10)
 
 
+def _run_counting_cpu(name: str, url: str, key: str, users: list[int],
+                      args: argparse.Namespace, tmp: Path, pids: dict[str, int],
+                      cpu: dict[str, dict[str, float]]) -> wrk.Result:
+    """One maximum-rate run; adds the CPU seconds of the app's processes, of Redis and of wrk
+    to ``cpu[name]``, so the cost per request of each part can be shown."""
+    before = {part: servers.cpu_seconds(pids[part]) for part in (name, "redis")}
+    started = os.times()
+    result = wrk.run(url, key, users, args.seconds, args.connections, args.threads, tmp,
+                     connection=_connection(args))
+    ended = os.times()
+    spent = cpu.setdefault(name, {"app": 0.0, "redis": 0.0, "wrk": 0.0, "requests": 0})
+    spent["app"] += servers.cpu_seconds(pids[name]) - before[name]
+    spent["redis"] += servers.cpu_seconds(pids["redis"]) - before["redis"]
+    spent["wrk"] += (ended.children_user + ended.children_system
+                     - started.children_user - started.children_system)
+    spent["requests"] += result.requests
+    return result
+
+
 def _measure(urls: dict[str, str], key: str, users: list[int], args: argparse.Namespace,
-             tmp: Path) -> int:
+             tmp: Path, pids: dict[str, int]) -> int:
     for url in urls.values():  # warm-up: workers import, connect and cache the pointer
         wrk.run(url, key, users, 2, args.connections, args.threads, tmp,
                 connection=_connection(args))
     load_before = os.getloadavg()[0]
     runs: dict[str, list[wrk.Result]] = {name: [] for name in urls}
+    cpu: dict[str, dict[str, float]] = {}
     for index in range(args.rounds):
         # Alternate which app goes first: drift in the machine's load then hits both alike.
         for name in (list(urls) if index % 2 == 0 else list(reversed(urls))):
-            runs[name].append(wrk.run(urls[name], key, users, args.seconds, args.connections,
-                                      args.threads, tmp, connection=_connection(args)))
+            runs[name].append(_run_counting_cpu(name, urls[name], key, users, args, tmp, pids,
+                                                cpu))
     best = {name: sorted(results, key=lambda r: r.requests_per_second)[len(results) // 2]
             for name, results in runs.items()}
     half = {name: _half_rate(url, key, users, best[name].requests_per_second / 2, args, tmp)
@@ -205,6 +227,13 @@ def _measure(urls: dict[str, str], key: str, users: list[int], args: argparse.Na
         print(f"{label:24}{full.requests_per_second:10.0f}{full.p50_ms:9.2f}{full.p99_ms:9.2f}"
               f"   {low.requests_per_second:15.0f}{low.p50_ms:9.2f}{low.p99_ms:9.2f}"
               f"{failures:10d}")
+    print("\nCPU per request at maximum rate (all rounds):")
+    for name, label in (("api", "API"), ("reference", "reference")):
+        spent = cpu[name]
+        per = {part: 1e6 * spent[part] / max(spent["requests"], 1)
+               for part in ("app", "redis", "wrk")}
+        print(f"  {label:10} gunicorn + app {per['app']:6.0f} µs   Redis {per['redis']:4.0f} µs   "
+              f"wrk {per['wrk']:4.0f} µs   total {sum(per.values()):6.0f} µs")
     ok_ratio = ratio >= TARGET_RATIO
     ok_p99 = half["api"].p99_ms <= TARGET_P99_MS
     print(f"\nthroughput ratio API / reference: {ratio:.3f} (target >= {TARGET_RATIO}): "
@@ -220,5 +249,6 @@ def _measure(urls: dict[str, str], key: str, users: list[int], args: argparse.Na
         args.json.write_text(json.dumps({
             "max": {n: vars(r) for n, r in best.items()},
             "half_rate": {n: vars(r) for n, r in half.items()},
-            "ratio": ratio, "targets_met": {"ratio": ok_ratio, "p99": ok_p99}}, indent=2))
+            "ratio": ratio, "cpu_seconds": cpu,
+            "targets_met": {"ratio": ok_ratio, "p99": ok_p99}}, indent=2))
     return 0
