@@ -9,6 +9,10 @@ Redis, and republishes it (``recommender.pipeline.restore``) without retraining.
 Once across workers: the restore runs under the tenant's training lock and re-checks the pointer
 once it holds the lock, so of many workers noticing the loss together one restores each tenant
 and the others find the pointer back. A tenant being trained meanwhile is left to its training.
+
+A saved model that cannot be republished (a damaged file) is reported once, with its traceback,
+and not tried again until the tenant's ``current`` model changes; the other tenants are restored
+regardless.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Recovery:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unavailable = False  # log a Redis outage once, not every interval
+        self._broken: dict[str, str | None] = {}  # tenant -> saved version that failed to load
 
     def missing_tenants(self) -> list[str]:
         """Tenants with a saved current model but no pointer in Redis."""
@@ -70,9 +75,26 @@ class Recovery:
         for tenant in self.missing_tenants():
             if self._stop.is_set():
                 break
-            if self._restore(tenant):
+            saved = modelfile.current_version(self.settings.models_dir, tenant)
+            if tenant in self._broken and self._broken[tenant] == saved:
+                continue  # reported already; a new training replaces the file
+            try:
+                restored = self._restore(tenant)
+            except redis.RedisError:
+                raise  # Redis itself is unwell: the loop reports that once
+            except Exception:  # this tenant's files; the other tenants still need restoring
+                self._give_up(tenant, saved)
+                continue
+            self._broken.pop(tenant, None)
+            if restored:
                 done.append(tenant)
         return done
+
+    def _give_up(self, tenant: str, saved: str | None) -> None:
+        log.exception("tenant %s: the saved model %s in %s cannot be republished; not trying "
+                      "again until a training replaces it", tenant, saved,
+                      self.settings.models_dir)
+        self._broken[tenant] = saved
 
     def _restore(self, tenant: str) -> bool:
         lock = TenantLock(self.client, tenant, ttl=self.lock_ttl, owner=self.owner)

@@ -92,3 +92,24 @@ def test_the_background_thread_keeps_checking_through_a_redis_outage(settings):
         assert recovery.restored == ["5"]
     finally:
         recovery.stop()
+
+
+def test_a_damaged_saved_model_is_reported_once_and_does_not_block_other_tenants(
+        settings, fake_redis, caplog):
+    # Given tenant 5 whose saved model file is damaged, and tenant 6 whose model is fine
+    _save(settings, "5", "1700000000000-00000005")
+    _save(settings, "6", "1700000000000-00000006")
+    folder = modelfile.tenant_dir(settings.models_dir, "5")
+    (folder / "1700000000000-00000005.json").write_text("{not json")
+    recovery = _recovery(settings, fake_redis)
+    # When the worker checks twice
+    with caplog.at_level("WARNING", logger="consumer.recovery"):
+        assert recovery.check_once() == ["6"]
+        assert recovery.check_once() == []
+    # Then tenant 6 was restored despite tenant 5, which was reported once, with its traceback
+    reports = [r for r in caplog.records if "cannot be republished" in r.getMessage()]
+    assert len(reports) == 1 and reports[0].exc_info is not None
+    assert store.current_version(fake_redis, "5") is None
+    # And once a training saves a new model for tenant 5, it is tried again
+    _save(settings, "5", "1700000000000-00000007")
+    assert recovery.check_once() == ["5"]
