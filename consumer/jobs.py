@@ -20,8 +20,8 @@ import redis
 
 from consumer.dedup import DoneMarkers
 from consumer.events import Event
-from consumer.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
 from recommender.config import Settings
+from recommender.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import redis
 
-from consumer.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
 from recommender import keys, modelfile
 from recommender.config import Settings
+from recommender.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
 
 log = logging.getLogger("consumer.recovery")
 

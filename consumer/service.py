@@ -12,12 +12,12 @@ from types import FrameType
 from consumer import broker, jobs
 from consumer import metrics as worker_metrics
 from consumer.dedup import DoneMarkers
-from consumer.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
 from consumer.recovery import DEFAULT_INTERVAL_SECONDS, Recovery
 from consumer.retry import RetryPolicy
 from consumer.worker import Worker
 from recommender import logsetup
 from recommender.config import ConfigError, Settings, load_or_exit
+from recommender.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
 from recommender.redisconn import connect
 
 log = logging.getLogger("consumer")

@@ -29,7 +29,7 @@ def _logging(settings: Settings) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     settings, export_dir = _settings_for(args.export_dir)
     _logging(settings)
-    from recommender import download, export, pipeline, redisconn, summary
+    from recommender import download, export, locks, pipeline, redisconn, summary
     from recommender.console import ConsoleProgress, print_results
 
     client = redisconn.connect(settings)
@@ -50,10 +50,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = ConsoleProgress()
     results = []
     for tenant in tenants:
+        lock = locks.TenantLock(client, tenant, owner=f"cli:{locks.worker_name()}")
         try:
-            result = pipeline.train_tenant(settings, client, tenant, algorithm=args.algorithm,
-                                           force=args.force, export_dir=export_dir,
-                                           progress=progress)
+            if not lock.acquire():
+                holder = lock.holder() or "another process"
+                result = pipeline.TenantResult(
+                    tenant, "locked", f"being trained by {holder}; try again when it has "
+                    "finished", algorithm=args.algorithm or settings.algorithm)
+            else:
+                with lock.renewing():
+                    result = pipeline.train_tenant(
+                        settings, client, tenant, algorithm=args.algorithm, force=args.force,
+                        export_dir=export_dir, progress=progress, exclusive=True)
         except Exception as exc:  # one tenant's failure must not stop the others
             logging.getLogger(__name__).debug("tenant %s failed", tenant, exc_info=True)
             result = pipeline.TenantResult(tenant, "failed", f"{type(exc).__name__}: {exc}",
@@ -61,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress.finished(result)
         results.append(result)
     print_results(results)
-    return 1 if any(r.status in ("failed", "stale") for r in results) else 0
+    return 1 if any(r.status in ("failed", "stale", "locked") for r in results) else 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:

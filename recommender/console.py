@@ -58,5 +58,5 @@ def print_results(results: Sequence[TenantResult], out: TextIO = sys.stdout) -> 
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)), file=out)
     for r in results:
-        if r.status in ("failed", "stale", "not_trained") and r.message:
+        if r.status in ("failed", "stale", "not_trained", "locked") and r.message:
             print(f"tenant {r.tenant}: {r.message}", file=out)

@@ -43,7 +43,7 @@ PROMOTION_RATIO = 0.9
 @dataclass
 class TenantResult:
     tenant: str
-    status: str  # published | not_trained | rejected | failed | skipped | stale
+    status: str  # published | not_trained | rejected | failed | skipped | stale | locked (CLI)
     message: str
     version: str | None = None
     algorithm: str = ""

@@ -76,3 +76,30 @@ def test_restore_without_saved_models_says_so(cli_env):
     done = _run(cli_env, "restore")
     assert done.returncode == 1
     assert "no saved models" in done.stderr
+
+
+def test_train_leaves_alone_a_tenant_that_a_worker_is_training(base_env, tmp_path, fake_redis,
+                                                             monkeypatch, capsys):
+    from recommender import demo, redisconn
+    from recommender.__main__ import main
+    from recommender.locks import TenantLock
+
+    export_dir = tmp_path / "export"
+    demo.write_demo_export(export_dir, tenants=2, users=60, items=30, interactions=600)
+    for name, value in base_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(redisconn, "connect", lambda settings, **options: fake_redis)
+    # Given a worker holding tenant 0's training lock
+    worker = TenantLock(fake_redis, "0", owner="host-a:123")
+    assert worker.acquire()
+    # When tenant 0 and 1 are trained by hand
+    status = main(["train", "--export-dir", str(export_dir)])
+    # Then tenant 0 is left to the worker, tenant 1 is trained, and the exit status says so
+    out = capsys.readouterr().out
+    assert status == 1
+    assert [line.split()[:2] for line in out.splitlines()[1:3]] == [
+        ["0", "locked"], ["1", "published"]]
+    assert "being trained by host-a:123" in out
+    assert fake_redis.get(keys.current("0")) is None
+    # And the command released the lock it took for tenant 1
+    assert fake_redis.get(keys.lock("1")) is None

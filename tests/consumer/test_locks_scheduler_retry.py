@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from consumer.locks import LockRegistry, TenantLock
 from consumer.retry import HeldRetries, RetryPolicy, header_int
 from consumer.scheduler import SCHEDULED_HEADER, Scheduler
 from recommender import keys
+from recommender.locks import LockRegistry, TenantLock
 
 # -- lock ------------------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ import time
 
 import fakeredis
 
-from consumer.locks import LockRegistry, TenantLock
 from consumer.recovery import Recovery, default_restore_fn
 from recommender import keys, modelfile, store
+from recommender.locks import LockRegistry, TenantLock
 
 
 def _save(settings, tenant: str, version: str) -> None:

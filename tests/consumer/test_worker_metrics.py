@@ -16,10 +16,10 @@ from workerkit import FakeResult, make_worker, running, wait_for
 
 from consumer import events
 from consumer import metrics as worker_metrics
-from consumer.locks import TenantLock
 from consumer.publish import send
 from consumer.topology import Topology
 from recommender import keys, logsetup
+from recommender.locks import TenantLock
 
 
 def _value(name: str, **labels: str) -> float:

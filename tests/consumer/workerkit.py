@@ -14,10 +14,10 @@ from kombu import Connection, Queue
 
 from consumer import jobs
 from consumer.dedup import DoneMarkers
-from consumer.locks import LockRegistry
 from consumer.retry import RetryPolicy
 from consumer.topology import Topology, is_amqp
 from consumer.worker import Worker
+from recommender.locks import LockRegistry
 
 FAST_POLICY = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2, lock_wait_delay=0.05,
                           lock_wait_max=0.2, jitter=0)

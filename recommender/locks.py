@@ -3,7 +3,8 @@
 ``SET key token NX PX ttl`` takes it; a timer thread renews it while the training runs, so a
 short TTL can be used and a worker that dies frees its tenant within one TTL. Renewal and
 release compare the token first (Lua), so a worker whose lock expired never extends or deletes
-the lock a second worker has taken since.
+the lock a second worker has taken since. The worker and ``python -m recommender train`` both
+take it, so a training started by hand never races a worker's training of the same tenant.
 """
 
 from __future__ import annotations
