@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,7 @@ from consumer.retry import RetryPolicy
 from consumer.topology import Topology, is_amqp
 from consumer.worker import Worker
 from recommender.locks import LockRegistry
+from tests.waiting import wait_for  # noqa: F401  (re-exported for the consumer tests)
 
 FAST_POLICY = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2, lock_wait_delay=0.05,
                           lock_wait_max=0.2, jitter=0)
@@ -25,17 +26,6 @@ FAST_POLICY = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2, lock_w
 
 def unique_prefix() -> str:
     return f"test_ml_{uuid.uuid4().hex[:10]}"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @dataclass

@@ -13,14 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 import requests
+
+from tests.waiting import wait_for  # noqa: F401  (re-exported for the fault tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 RABBITMQ_SCRIPT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")  # runs as the caller, unlike
@@ -39,18 +39,6 @@ def port_open(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        time.sleep(interval)
 
 
 def _stop(process: subprocess.Popen | None, group: bool = False, sig: int = signal.SIGKILL,
