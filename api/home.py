@@ -106,8 +106,12 @@ def _tenant_row(row: status.TenantRow, now: float) -> str:
         last_run = (f'<span class="{css}">{_e(run["status"])}</span> {_when_cell(run["at"], now)}'
                     + (f'<br><span class="muted">{_e(run["message"])}</span>'
                        if run["message"] else ""))
+    algorithm = _e(meta["algorithm"] or "-")
+    if meta["fit"] == "incremental":  # continued from an earlier model: quality is on new pairs
+        algorithm += (f'<br><span class="muted" title="validated on interactions new since '
+                      f'{_e(meta["incremental_from"])}">incremental</span>')
     cells = [
-        _e(row.tenant), _e(meta["status"] or "incomplete"), _e(meta["algorithm"] or "-"),
+        _e(row.tenant), _e(meta["status"] or "incomplete"), algorithm,
         f"<code>{_e(row.version or '-')}</code>", _when_cell(meta["trained_at"], now),
         *(f'<td class="num">{_number(meta[k])}' for k in ("n_users", "n_items",
                                                           "n_interactions")),

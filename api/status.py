@@ -20,8 +20,8 @@ from recommender import logsetup, overview
 
 MAX_TENANTS = 500
 BROKER_CACHE_SECONDS = 30.0
-_META = ("status", "version", "algorithm", "trained_at", "n_users", "n_items",
-         "n_interactions", "precision_at_10", "recall_at_10", "auc", "message")
+_META = ("status", "version", "algorithm", "fit", "incremental_from", "trained_at", "n_users",
+         "n_items", "n_interactions", "precision_at_10", "recall_at_10", "auc", "message")
 _RUN = ("status", "at", "message")
 
 

@@ -16,6 +16,8 @@ from recommender import keys
 def seed(client: redis.Redis) -> None:
     publish_tiny_model(client, "0", trained_at=time.time() - 7200)
     publish_tiny_model(client, "3")
+    client.hset(keys.meta("3", client.get(keys.current("3")).decode()),
+                mapping={"fit": "incremental", "incremental_from": "1700000000000-00000001"})
     publish_not_trained(client, "4")
     client.hset(keys.last_run("3"), mapping={
         "status": "failed", "at": time.time() - 60,
@@ -36,6 +38,9 @@ def test_status_page_shows_each_tenant_with_model_facts(api):
     assert "0.3100" in row and "0.4200" in row and "0.8700" in row
     failed = text.split('data-tenant="3"')[1].split("</tr>")[0]
     assert "failed" in failed and "s3cretpass" not in failed
+    # A model continued from an earlier one says so; a full fit does not
+    assert ">incremental<" in failed and "since 1700000000000-00000001" in failed
+    assert "incremental" not in row
     assert "not_trained" in text.split('data-tenant="4"')[1].split("</tr>")[0]
     assert "Next scheduled retrain: <strong>" in text and "every 1440 min" in text
     assert 'id="dep-redis">Model store (Redis): <span class="ok">OK' in text
