@@ -172,7 +172,8 @@ def main(args: argparse.Namespace) -> int:
             process.wait(timeout=10)
         precompute_bound = _precompute_bound(emb, args.top_k)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    epochs = len(fitted.curve)
+    # Every validation epoch of every identity share tried, the refit's epochs excluded.
+    epochs = max(fitted.epochs_trained - fitted.epochs, 1)
     print(f"{'precompute':<22} {spent['precompute']:8.2f} s   bound {precompute_bound:.2f} s")
     print(f"{'publish':<22} {spent['publish']:8.2f} s   bound {publish_bound:.2f} s")
     per_epoch = fitted.seconds["validation_fit"] / epochs
