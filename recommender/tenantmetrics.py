@@ -26,7 +26,7 @@ CACHE_SECONDS = 5.0
 SUCCESS_STATUSES = frozenset({"published", "not_trained", "skipped", "stale", "rejected"})
 QUALITY = ("precision_at_10", "recall_at_10", "auc")
 SIZES = ("n_users", "n_items", "n_interactions")
-_META = ["status", "trained_at", *QUALITY, *SIZES]
+_META = ["status", "trained_at", "incremental_runs", *QUALITY, *SIZES]
 _RUN = ["status", "at"]
 
 
@@ -96,6 +96,9 @@ def _families() -> dict[str, GaugeMetricFamily]:
         "size": gauge("totara_ml_tenant_export_size",
                       "Users, items and interactions in the export of the published version",
                       ("tenant", "what")),
+        "incremental": gauge("totara_ml_tenant_incremental_runs",
+                             "Warm starts in a row behind the published version (0: it is a "
+                             "full fit; a full fit follows ML_INCREMENTAL_RUNS of them)"),
         "next_retrain": GaugeMetricFamily("totara_ml_next_retrain_timestamp_seconds",
                                           "Unix time of the next scheduled export-ready"),
     }
@@ -113,6 +116,9 @@ def _add_tenant(families: dict[str, GaugeMetricFamily], tenant: str,
         value = _number(meta[name])
         if value is not None:
             families["quality"].add_metric([tenant, name], value)
+    runs = _number(meta["incremental_runs"])
+    if status == "trained" and runs is not None:
+        families["incremental"].add_metric([tenant], runs)
     for name in SIZES:
         value = _number(meta[name])
         if value is not None:

@@ -88,6 +88,8 @@ def test_cold_user_answers_are_prometheus_counters_by_source(api):
 
 def test_tenant_gauges_come_from_redis(api):
     publish_tiny_model(api.redis, "0", trained_at=time.time() - 120)
+    api.redis.hset(keys.meta("0", api.redis.get(keys.current("0")).decode()),
+                   "incremental_runs", "2")
     publish_not_trained(api.redis, "4")
     api.redis.hset(keys.last_run("0"), mapping={"status": "failed", "at": time.time()})
     api.redis.set(keys.SCHEDULE_LEADER, 1_700_000_000)
@@ -101,6 +103,8 @@ def test_tenant_gauges_come_from_redis(api):
     assert samples[("totara_ml_tenant_export_size",
                     (("tenant", "0"), ("what", "interactions")))] == 12
     assert samples[("totara_ml_tenant_last_run_ok", (("tenant", "0"),))] == 0
+    assert samples[("totara_ml_tenant_incremental_runs", (("tenant", "0"),))] == 2
+    assert ("totara_ml_tenant_incremental_runs", (("tenant", "4"),)) not in samples
     # The failed run is not a success: the last success is the published training.
     success = samples[("totara_ml_tenant_last_success_timestamp_seconds", (("tenant", "0"),))]
     assert success == pytest.approx(time.time() - 120, abs=5)
