@@ -10,30 +10,20 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from consumer.retry import RetryPolicy  # noqa: E402
 from consumer.service import load_settings, run_worker  # noqa: E402
-
-
-@dataclass
-class Result:
-    tenant: str
-    status: str = "published"
-    message: str = ""
-    version: str | None = "1700000000000-00000000"
-    stage_seconds: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
+from tests.consumer.workerkit import FakeResult  # noqa: E402
 
 
 def slow_train(settings, client, tenant, *, algorithm=None, force=False):
     client.rpush("test:starts", f"{tenant}:{os.getpid()}")
     time.sleep(float(os.environ.get("SLOW_TRAIN_SECONDS", "2")))
     client.incr(f"test:trained:{tenant}")
-    return Result(tenant)
+    return FakeResult(tenant)
 
 
 if __name__ == "__main__":
