@@ -133,8 +133,10 @@ def _gate(published: dict[str, str] | None, result: TenantResult) -> str | None:
     if baseline is None:
         published = published or {}
         baseline = published.get("full_fit_precision_at_10", published.get("precision_at_10"))
+    if baseline is None:
+        return None
     try:
-        old = float(baseline if baseline is not None else "")
+        old = float(baseline)
     except ValueError:
         return None
     new = result.metrics["precision_at_10"]
@@ -241,7 +243,7 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
     meta.update(epochs=fitted.epochs, components=params.components,
                 epochs_trained=fitted.epochs_trained,
                 **{k: round(v, 6) for k, v in result.metrics.items()})
-    if warm is not None and fitted.warm_baseline is not None:
+    if warm is not None:  # fit_incremental succeeded: it always measures the baseline
         log.info("tenant %s: incremental fit from %s, validation P@10 %.4f on %d new pairs "
                  "(saved model: %.4f)", data.tenant, warm.source_version,
                  result.metrics["precision_at_10"], fitted.held_out_pairs, fitted.warm_baseline)

@@ -154,7 +154,8 @@ def _early_stopped(fs: FeatureSet, params: TrainParams, ones: sp.coo_matrix,
                    weights: sp.coo_matrix, train_part: sp.csr_matrix, held_out: sp.csr_matrix,
                    num_threads: int, on_epoch: EpochCallback | None,
                    model: LightFM | None = None) -> _Run:
-    """Fit epoch by epoch (from ``model`` if given), keeping the best one on validation."""
+    """Fit epoch by epoch, keeping the best one on validation. From ``model`` if given (a warm
+    start, which uses the incremental epoch limits), else from a new model."""
     max_epochs, patience = params.max_epochs, params.patience
     if model is None:
         model = _new_model(params, fs)
