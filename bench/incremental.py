@@ -74,12 +74,12 @@ def main(args: argparse.Namespace) -> int:
               f"{len(new_export.interactions)} (+{int((new & ~test).sum())}), test pairs "
               f"{test_pairs.nnz}", flush=True)
 
-        def measure(fitted: train.FitResult, fs: features.FeatureSet,
-                    train_data: export.TenantExport) -> dict[str, float]:
-            _, user_emb, item_bias, item_emb = train.representations(fitted.model, fs)
-            seen = evaluate.Split("bench", train_data, test_pairs).train_matrix()
-            return metrics.ranking_metrics(lambda rows: user_emb[rows] @ item_emb.T + item_bias,
-                                           seen, test_pairs, k=10)
+        # Every model is measured against what the new export holds, the test pairs aside.
+        seen = evaluate.Split("incremental", new_export, test_pairs).train_matrix()
+
+        def measure(fitted: train.FitResult, fs: features.FeatureSet) -> dict[str, float]:
+            return metrics.ranking_metrics(evaluate.lightfm_scorer(fitted, fs), seen, test_pairs,
+                                           k=10)
 
         started = time.perf_counter()
         old_fs = features.build(old_export, args.algorithm)
@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
         modelfile.save(tmp / "models", data.tenant, "old",
                        saved_arrays(old_export, old.model, old_fs), meta)
         modelfile.mark_current(tmp / "models", data.tenant, "old")
-        old_quality = measure(old, old_fs, new_export)
+        old_quality = measure(old, old_fs)
 
         started = time.perf_counter()
         fs = features.build(new_export, args.algorithm)
@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         full_seconds = time.perf_counter() - started
         print(f"full fit               {full_seconds:8.1f} s, {full.epochs_trained} epochs",
               flush=True)
-        full_quality = measure(full, fs, new_export)
+        full_quality = measure(full, fs)
 
         started = time.perf_counter()
         fs = features.build(new_export, args.algorithm)
@@ -118,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
               f"epochs (best {incremental.epochs}; validation on {incremental.held_out_pairs} "
               f"new pairs: {incremental.validation['precision']:.4f}, saved model "
               f"{incremental.warm_baseline:.4f})", flush=True)
-        inc_quality = measure(incremental, fs, new_export)
+        inc_quality = measure(incremental, fs)
     for name, quality in (("old model", old_quality), ("full fit", full_quality),
                           ("incremental", inc_quality)):
         print(f"{name:<22} test P@10 {quality['precision']:.4f}  R@10 {quality['recall']:.4f}  "

@@ -101,7 +101,7 @@ def cold_split(data: TenantExport, fraction: float = 0.1, seed: int = 0) -> Spli
 # ----------------------------------------------------------------------------------- models
 
 
-def _lightfm_scorer(fitted: train.FitResult, fs: features.FeatureSet) -> ScoreFn:
+def lightfm_scorer(fitted: train.FitResult, fs: features.FeatureSet) -> ScoreFn:
     _, user_emb, item_bias, item_emb = train.representations(fitted.model, fs)
     # The published score: user . item + item bias (recommender.topk).
     return lambda rows: user_emb[rows] @ item_emb.T + item_bias
@@ -114,7 +114,7 @@ def fit_production(data: TenantExport, mode: str, threads: int,
     fs = features.build(data, mode)
     fitted = train.fit(fs, params, threads)
     seconds = time.perf_counter() - started
-    return Fitted(f"LightFM {mode} (production)", "model", _lightfm_scorer(fitted, fs), seconds,
+    return Fitted(f"LightFM {mode} (production)", "model", lightfm_scorer(fitted, fs), seconds,
                   fitted.epochs_trained * params.components, len(fitted.candidates) + 1,
                   {"epochs": fitted.epochs, "identity_weight": fitted.identity_weight,
                    "validation_precision_at_10": fitted.validation.get("precision"),
@@ -143,7 +143,7 @@ def original_search(data: TenantExport, mode: str, threads: int, rounds: int = O
         except ValueError:  # LightFM: "model may have diverged"; the original would fail too
             history.append((epochs, components, float("nan")))
             return -1.0
-        value = ranking_report(_lightfm_scorer(fitted, fs), fit_part, held, (10,),
+        value = ranking_report(lightfm_scorer(fitted, fs), fit_part, held, (10,),
                                max_users=2000, seed=seed)["auc"]
         history.append((epochs, components, round(float(value), 5)))
         return value
@@ -176,7 +176,7 @@ def fit_original(data: TenantExport, mode: str, threads: int, rounds: int = ORIG
     info = {"epochs": epochs, "components": components, "search": history}
     try:
         fitted = train.fit_fixed(fs, train.original_params(mode, components), epochs, threads)
-        score = _lightfm_scorer(fitted, fs)
+        score = lightfm_scorer(fitted, fs)
     except ValueError as exc:  # diverged: it would recommend nothing useful
         info["failed"] = str(exc)
         n_items = len(data.items)
