@@ -100,10 +100,15 @@ class Reader:
                        popular)
 
     def any_published(self) -> bool:
-        """Whether any tenant was ever published ("not ready yet" versus "no such tenant")."""
+        """Whether any tenant was ever published ("not ready yet" versus "no such tenant").
+
+        Only a yes is cached: the change from no to yes is what /readyz is polled for, so it
+        must show at once in every worker; while nothing is published, a request costs one
+        SCARD more.
+        """
         now = self._clock()
-        if now - self._any[0] < self._ttl:
-            return self._any[1]
+        if self._any[1] and now - self._any[0] < self._ttl:
+            return True
         found = self.client().scard(keys.TENANTS) > 0
         self._any = (now, found)
         return found

@@ -8,6 +8,7 @@ from api_client import Api
 from publish_fixture import add_recent_events, publish_tiny_model
 
 from api.reader import Reader
+from recommender import keys
 
 
 class CountingRedis(fakeredis.FakeRedis):
@@ -55,6 +56,23 @@ def test_pointer_is_cached_for_at_most_the_ttl_and_old_data_is_dropped(fake_redi
     assert all(entry[1] is not old for entry in reader._versions.values())
     clock.now += 5
     assert reader.version("0") is new  # same version: meta and arrays kept
+
+
+def test_readiness_shows_the_first_publish_at_once_and_caches_only_a_yes(fake_redis):
+    clock = Clock()
+    reader = Reader(lambda: fake_redis, pointer_ttl=1.0, clock=clock)
+    # Given a reader that just found nothing published
+    assert reader.any_published() is False
+    # When a tenant is published a moment later, within the pointer's TTL
+    publish_tiny_model(fake_redis)
+    clock.now += 0.1
+    # Then it is seen at once, and the yes is cached for the TTL
+    assert reader.any_published() is True
+    fake_redis.delete(keys.TENANTS)
+    clock.now += 0.5
+    assert reader.any_published() is True
+    clock.now += 0.6
+    assert reader.any_published() is False
 
 
 def test_hot_path_is_one_round_trip(settings, counting):
