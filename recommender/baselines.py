@@ -13,18 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.itemitem import binary as _binary
+from recommender.itemitem import ease_weights, gram
 from recommender.metrics import ScoreFn, ranking_metrics, split_per_user
 
 EASE_LAMBDAS = (1.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 3000.0)
 EASE_MAX_ITEMS = 20000  # a dense items x items inverse beyond this costs minutes and gigabytes
 KNN_NEIGHBOURS = 100
 _TIE_BREAK = 1e-6
-
-
-def _binary(train: sp.spmatrix) -> sp.csr_matrix:
-    matrix = sp.csr_matrix(train, dtype=np.float32, copy=True)
-    matrix.data[:] = 1.0
-    return matrix
 
 
 def item_popularity(train: sp.spmatrix) -> np.ndarray:
@@ -80,21 +76,9 @@ def _keep_top(similarity: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
                          shape=similarity.shape)
 
 
-def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
-    """EASE^R's closed form (Steck 2019): B = I - P / diag(P), P = (G + lambda I)^-1, diag 0."""
-    inverse = np.linalg.inv(gram + lam * np.eye(len(gram)))
-    weights = inverse / -np.diag(inverse)
-    np.fill_diagonal(weights, 0.0)
-    return weights.astype(np.float32)
-
-
-def _gram(matrix: sp.csr_matrix) -> np.ndarray:
-    return (matrix.T @ matrix).toarray().astype(np.float64)
-
-
 def ease(train: sp.spmatrix, lam: float) -> ScoreFn:
     matrix = _binary(train)
-    return _with_history(matrix, ease_weights(_gram(matrix), lam))
+    return _with_history(matrix, ease_weights(gram(matrix), lam))
 
 
 def tune_ease(train: sp.spmatrix, seed: int = 0,
@@ -104,10 +88,10 @@ def tune_ease(train: sp.spmatrix, seed: int = 0,
     if matrix.shape[1] > EASE_MAX_ITEMS:
         raise ValueError(f"EASE^R needs a dense {matrix.shape[1]}^2 matrix; too many items")
     fit_part, held = split_per_user(matrix, 0.2, seed + 1)
-    gram = _gram(fit_part)
+    co = gram(fit_part)
     scores: dict[float, float] = {}
     for lam in lambdas:
-        scored = _with_history(fit_part, ease_weights(gram, lam))
+        scored = _with_history(fit_part, ease_weights(co, lam))
         scores[lam] = ranking_metrics(scored, fit_part, held, k=10, max_users=5000, seed=seed,
                                       with_auc=False)["precision"]
     return max(scores, key=lambda lam: scores[lam]), scores

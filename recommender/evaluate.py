@@ -107,6 +107,12 @@ def lightfm_scorer(fitted: train.FitResult, fs: features.FeatureSet) -> ScoreFn:
     return lambda rows: user_emb[rows] @ item_emb.T + item_bias
 
 
+def production_scorer(fitted: train.FitResult, fs: features.FeatureSet) -> ScoreFn:
+    """What the published lists rank by: LightFM, blended with the item-item part if chosen."""
+    return train.blended_scorer(lightfm_scorer(fitted, fs), fs.interactions.tocsr(),
+                                fitted.item_item, fitted.blend.weight)
+
+
 def fit_production(data: TenantExport, mode: str, threads: int,
                    params: train.TrainParams | None = None) -> Fitted:
     params = params or train.TrainParams()
@@ -114,11 +120,15 @@ def fit_production(data: TenantExport, mode: str, threads: int,
     fs = features.build(data, mode)
     fitted = train.fit(fs, params, threads)
     seconds = time.perf_counter() - started
-    return Fitted(f"LightFM {mode} (production)", "model", lightfm_scorer(fitted, fs), seconds,
-                  fitted.epochs_trained * params.components, len(fitted.candidates) + 1,
+    blend = fitted.blend
+    return Fitted(f"LightFM {mode} (production)", "model", production_scorer(fitted, fs),
+                  seconds, fitted.epochs_trained * params.components, len(fitted.candidates) + 1,
                   {"epochs": fitted.epochs, "identity_weight": fitted.identity_weight,
                    "validation_precision_at_10": fitted.validation.get("precision"),
-                   "curves": fitted.candidates})
+                   "curves": fitted.candidates, "blend_weight": blend.weight,
+                   "item_item_lambda": blend.lam,
+                   "blend_validation": {k: round(p, 4) for k, p in blend.precision.items()},
+                   "seconds": {k: round(v, 2) for k, v in fitted.seconds.items()}})
 
 
 def original_search(data: TenantExport, mode: str, threads: int, rounds: int = ORIGINAL_ROUNDS,

@@ -258,8 +258,10 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
                     full_fit_precision_at_10=meta["precision_at_10"])
     if fitted.identity_weight is not None:  # the share chosen on validation, for diagnosis
         meta["identity_weight"] = fitted.identity_weight
+    if fitted.item_item is not None:
+        meta.update(blend_weight=fitted.blend.weight, item_item_lambda=fitted.blend.lam)
     meta["params"] = dict(params.__dict__)
-    return saved_arrays(data, fitted.model, fs)
+    return saved_arrays(data, fitted.model, fs, fitted.item_item, fitted.blend.weight)
 
 
 def restore(settings: Settings, client: redis.Redis,

@@ -20,13 +20,20 @@ from recommender.features import FeatureSet
 from recommender.train import LightFM, parameter_arrays, representations
 
 
-def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet) -> dict[str, np.ndarray]:
+def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet,
+                 item_item: np.ndarray | None = None,
+                 blend_weight: float = 0.0) -> dict[str, np.ndarray]:
+    """The tenant's arrays; ``item_item`` (with its ``blend_weight``) when the lists blend it."""
     _, user_emb, item_bias, item_emb = representations(model, fs)
     positives = fs.interactions.tocsr()
     popularity = np.diff(positives.tocsc().indptr).astype(np.float32) / max(len(data.users), 1)
     user_names = fs.user_feature_names or [f"user:{u}" for u in data.users.ids]
     item_names = fs.item_feature_names or list(data.items.keys)
+    blend = ({} if item_item is None or blend_weight == 0.0 else
+             {"item_item": item_item.astype(np.float32),
+              "blend_weight": np.asarray(blend_weight, np.float32)})
     return {
+        **blend,
         "user_ids": data.users.ids.astype(np.int64),
         "user_emb": user_emb,
         "item_keys": np.asarray(data.items.keys, dtype=str),
@@ -54,7 +61,8 @@ def embeddings(arrays: dict[str, np.ndarray]) -> topk.Embeddings:
         user_ids=arrays["user_ids"], user_emb=arrays["user_emb"],
         item_keys=arrays["item_keys"].tolist(), item_numbers=arrays["item_numbers"],
         item_types=arrays["item_types"], item_emb=arrays["item_emb"],
-        item_bias=arrays["item_bias"], positives=positives, popularity=arrays["popularity"])
+        item_bias=arrays["item_bias"], positives=positives, popularity=arrays["popularity"],
+        item_item=arrays.get("item_item"), blend_weight=float(arrays.get("blend_weight", 0.0)))
 
 
 def model_hash(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:

@@ -1,11 +1,11 @@
 """Precompute top-K lists from item and user representations, batch by batch.
 
 Scores are ``user · item + item bias`` (LightFM's prediction without the user bias, which does not
-change a user's ranking). Items are reordered by type once, so each type is a contiguous column
-block: a batch costs one matrix product, then one ``argpartition`` per type. Lists are packed
-(recommender.packing) as they are produced, so a tenant's lists never sit in Python objects all
-at once.
-"""
+change a user's ranking), blended with the item-item part for users with a history when the
+model has one (recommender.itemitem). Items are reordered by type once, so each type is a
+contiguous column block: a batch costs one matrix product, then one ``argpartition`` per type.
+Lists are packed (recommender.packing) as they are produced, so a tenant's lists never sit in
+Python objects all at once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import packing
+from recommender import itemitem, packing
 from recommender.items import FAMILIES, ITEM_TYPES
 
 BATCH_USERS = 2048
@@ -35,6 +35,8 @@ class Embeddings:
     item_bias: np.ndarray  # float32 items
     positives: sp.csr_matrix  # users x items: the user already interacted with the item
     popularity: np.ndarray  # float32 items: share of users who interacted
+    item_item: np.ndarray | None = None  # float32 items x items, blended at ``blend_weight``
+    blend_weight: float = 0.0
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,10 +110,15 @@ def user_lists(emb: Embeddings, k: int,
     bias = emb.item_bias[order.perm]
     numbers = emb.item_numbers[order.perm]
     positives = emb.positives[:, order.perm].tocsr()
+    item_item = None
+    if emb.item_item is not None and emb.blend_weight:
+        item_item = np.ascontiguousarray(emb.item_item[np.ix_(order.perm, order.perm)])
     capacity = [min(k, hi - lo) for lo, hi in order.bounds]
     for start in range(0, len(emb.user_ids), batch):
         scores = emb.user_emb[start:start + batch] @ items
         scores += bias
+        scores = itemitem.blend(scores, positives[start:start + batch], item_item,
+                                emb.blend_weight)
         mask_rows(scores, positives, start)
         sections = []
         for lo, hi in order.bounds:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender import baselines, evalreport, evaluate, metrics
+from recommender import baselines, evalreport, evaluate, itemitem, metrics
 from tests.factories import make_export
 
 SCORES = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32)
@@ -99,7 +99,7 @@ def test_ease_weights_are_ridge_regressions_of_each_item_on_the_others():
     rng = np.random.default_rng(0)
     x = (rng.random((30, 6)) < 0.4).astype(np.float64)
     lam = 2.0
-    weights = baselines.ease_weights(x.T @ x, lam)
+    weights = itemitem.ease_weights(x.T @ x, lam)
     for j in range(6):
         others = [i for i in range(6) if i != j]
         a = x[:, others]

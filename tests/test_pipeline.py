@@ -143,3 +143,28 @@ def test_each_algorithm_beats_popularity_on_held_out_demo_interactions(algorithm
                                        train_part, held_out, k=10, with_auc=False)
     assert fitted.validation["precision"] > 1.1 * baseline["precision"], (
         fitted.validation, baseline)
+
+
+def test_a_blended_model_is_saved_with_its_item_item_part_and_restored_identically(
+        settings, fake_redis, export_dir):
+    # Given a LightFM part too small to learn much (2 components, 1 epoch), the validation
+    # split favours the item-item blend
+    weak = TrainParams(components=2, max_epochs=1, patience=1, item_item_lambdas=(10.0,),
+                       blend_weights=(1.0, 4.0))
+    trained = pipeline.train_tenant(settings, fake_redis, "1", params=weak, force=True)
+    meta = store.current_meta(fake_redis, "1")
+    assert float(meta["blend_weight"]) > 0 and meta["item_item_lambda"] == "10.0"
+    arrays, saved_meta = modelfile.load(settings.models_dir, "1", trained.version)
+    n_items = len(arrays["item_numbers"])
+    assert arrays["item_item"].shape == (n_items, n_items)
+    assert float(arrays["blend_weight"]) == saved_meta["blend_weight"]
+    user_ids = _user_ids(export_dir, "1")
+    before = [fake_redis.hget(keys.user_bucket("1", trained.version, u), str(u))
+              for u in user_ids[:20]]
+    # When Redis is emptied and the saved model restored
+    fake_redis.flushall()
+    pipeline.restore(settings, fake_redis)
+    version = store.current_version(fake_redis, "1")
+    after = [fake_redis.hget(keys.user_bucket("1", version, u), str(u)) for u in user_ids[:20]]
+    # Then the lists are the blended ones, byte for byte
+    assert after == before and all(before)

@@ -21,21 +21,27 @@ def _random_embeddings(n_users=37, n_items=53, dim=6, seed=1) -> topk.Embeddings
         positives=positives, popularity=rng.random(n_items).astype(np.float32))
 
 
+def assert_lists_rank_by(emb: topk.Embeddings, produced: dict[int, bytes], scores: np.ndarray,
+                         k: int) -> None:
+    """Each user's list of each type is the ``k`` best unseen items of the type by ``scores``
+    (users x items), best first, with those scores."""
+    for row, user in enumerate(emb.user_ids):
+        seen = set(emb.positives[row].indices)
+        for t in range(len(ITEM_TYPES)):
+            candidates = [i for i in np.flatnonzero(emb.item_types == t) if i not in seen]
+            expected = sorted(candidates, key=lambda i: -scores[row, i])[:k]
+            ids, got_scores = packing.unpack(produced[int(user)], t)
+            assert ids.tolist() == [int(emb.item_numbers[i]) for i in expected]
+            np.testing.assert_allclose(got_scores, scores[row, expected], rtol=1e-4, atol=1e-5)
+
+
 def test_user_lists_equal_brute_force_ranking_per_type_without_seen_items():
     emb = _random_embeddings()
     k = 4
     # When lists are computed in batches smaller than the user count
     produced = dict(pair for batch in topk.user_lists(emb, k, batch=8) for pair in batch)
-    for row, user in enumerate(emb.user_ids):
-        scores = emb.user_emb[row] @ emb.item_emb.T + emb.item_bias
-        seen = set(emb.positives[row].indices)
-        for t in range(len(ITEM_TYPES)):
-            candidates = [i for i in np.flatnonzero(emb.item_types == t) if i not in seen]
-            expected = sorted(candidates, key=lambda i: -scores[i])[:k]
-            ids, got_scores = packing.unpack(produced[int(user)], t)
-            # Then each type's list is the best unseen items of that type, best first
-            assert ids.tolist() == [int(emb.item_numbers[i]) for i in expected]
-            np.testing.assert_allclose(got_scores, scores[expected], rtol=1e-5)
+    # Then each type's list is the best unseen items of that type, best first
+    assert_lists_rank_by(emb, produced, emb.user_emb @ emb.item_emb.T + emb.item_bias, k)
 
 
 def test_a_user_who_has_seen_nearly_everything_gets_a_shorter_list():
