@@ -92,7 +92,8 @@ def _precompute_and_publish(client: redis.Redis, arrays, top_k: int) -> dict[str
 
 
 def _precompute_bound(emb, top_k: int) -> float:
-    """Bare numpy: the same products and one argpartition per list, nothing else."""
+    """Bare numpy: the same products (with the item-item part's, when the lists blend it) and
+    one argpartition per list, nothing else."""
     from recommender.items import FAMILY_OF_TYPE
     from recommender.topk import BATCH_USERS
 
@@ -100,9 +101,12 @@ def _precompute_bound(emb, top_k: int) -> float:
     items = np.ascontiguousarray(emb.item_emb[order].T)
     types = emb.item_types[order]
     bounds = [(np.searchsorted(types, t), np.searchsorted(types, t, "right")) for t in range(5)]
+    blended = emb.item_item is not None and emb.blend_weight > 0
     started = time.perf_counter()
     for start in range(0, len(emb.user_emb), BATCH_USERS):
         scores = emb.user_emb[start:start + BATCH_USERS] @ items
+        if blended:
+            scores += emb.positives[start:start + BATCH_USERS] @ emb.item_item
         for lo, hi in bounds:
             if hi - lo > top_k:
                 np.argpartition(scores[:, lo:hi], -top_k, axis=1)
@@ -157,7 +161,8 @@ def main(args: argparse.Namespace) -> int:
         fs = clock.run("features", features.build, data, args.algorithm)
         params = train.TrainParams(max_epochs=args.max_epochs)
         fitted = clock.run("fit", train.fit, fs, params, args.threads)
-        arrays = publish.saved_arrays(data, fitted.model, fs)
+        arrays = publish.saved_arrays(data, fitted.model, fs, fitted.item_item,
+                                      fitted.blend.weight)
         emb = publish.embeddings(arrays)
         process, url = servers.start_redis(tmp)
         try:
@@ -181,6 +186,12 @@ def main(args: argparse.Namespace) -> int:
           f"{len(data.interactions)}; {epochs} epochs ({per_epoch:.2f} s each with validation, "
           f"refit {fitted.seconds['refit']:.1f} s), validation P@10 "
           f"{fitted.validation['precision']:.4f}")
+    blend = fitted.blend
+    what = (blend.reason or "LightFM alone was best on validation" if blend.weight == 0 else
+            f"lambda {blend.lam:g}, weight {blend.weight:g}")
+    print(f"item-item part: {what}; "
+          f"choice {fitted.seconds['item_item_choice']:.1f} s, "
+          f"refit {fitted.seconds.get('item_item', 0.0):.1f} s")
     per_user = redis_bytes / max(len(emb.user_ids), 1)
     print(f"Redis: {redis_bytes / 2**20:.1f} MiB for {spent['entries']} list entries, "
           f"{per_user:.0f} bytes per user; peak RSS {peak_rss_mb:.0f} MiB (before parsing "
