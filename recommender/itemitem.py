@@ -66,27 +66,30 @@ def standardise(scores: np.ndarray, seen: sp.csr_matrix) -> None:
     rows = np.repeat(np.arange(n_rows), counts)
     picked = scores[rows, seen.indices].astype(np.float64)
     unseen = np.maximum(n_cols - counts, 1)
-    total = scores.sum(axis=1, dtype=np.float64) - np.bincount(rows, picked, n_rows)
-    squares = (np.square(scores, dtype=np.float64).sum(axis=1)
-               - np.bincount(rows, picked * picked, n_rows))
-    mean = total / unseen
-    spread = np.sqrt(np.maximum(squares / unseen - mean * mean, 0.0))
-    spread[spread < 1e-9] = np.inf  # (x - mean) / inf = 0: no information, no influence
+    mean = (scores.sum(axis=1, dtype=np.float64) - np.bincount(rows, picked, n_rows)) / unseen
     scores -= mean[:, None].astype(scores.dtype)
-    scores /= spread[:, None].astype(scores.dtype)
+    # Squares of the centred scores: no cancellation, so the batch's own precision will do
+    # (a float64 copy of every batch would cost more than the rest of this function).
+    centred = picked - mean[rows]
+    squares = (np.einsum("ij,ij->i", scores, scores).astype(np.float64)
+               - np.bincount(rows, centred * centred, n_rows))
+    spread = np.sqrt(np.maximum(squares / unseen, 0.0))
+    spread[spread < 1e-9] = np.inf  # (x - mean) / inf = 0: no information, no influence
+    scores *= (1.0 / spread)[:, None].astype(scores.dtype)
 
 
 def blend(scores: np.ndarray, history: sp.csr_matrix, weights: np.ndarray | None,
           weight: float) -> np.ndarray:
     """LightFM ``scores`` (rows x items) blended with the item-item scores of ``history`` (the
-    same rows' binary interactions). Returns ``scores`` untouched when there is no blend."""
+    same rows' binary interactions), in place: ``scores`` is overwritten and returned. Callers
+    pass a batch they own (precompute's, or a scorer's fresh product). Without a blend it is
+    returned untouched."""
     if weights is None or weight == 0.0:
         return scores
-    other = np.asarray(history @ weights, dtype=np.float32)
-    scores = np.array(scores, dtype=np.float32)  # the caller's array may be a view to keep
+    other = np.asarray(history @ weights, dtype=scores.dtype)
     standardise(scores, history)
     standardise(other, history)
-    other *= np.float32(weight)
+    other *= weight
     scores += other
     return scores
 

@@ -57,7 +57,7 @@ def test_a_user_without_history_keeps_the_lightfm_ranking_in_the_blend():
     history = sp.csr_matrix(history)
     history.eliminate_zeros()
     weights = itemitem.ease_weights(itemitem.gram(_history(50, 30, 0.2, seed=5)), 5.0)
-    blended = itemitem.blend(lightfm, history, weights, 2.0)
+    blended = itemitem.blend(lightfm.copy(), history, weights, 2.0)
     assert np.argsort(blended[1]).tolist() == np.argsort(lightfm[1]).tolist()
     # A user with a history is ranked by both parts, so the order changes
     assert np.argsort(blended[0]).tolist() != np.argsort(lightfm[0]).tolist()
