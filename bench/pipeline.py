@@ -187,8 +187,10 @@ def main(args: argparse.Namespace) -> int:
           f"refit {fitted.seconds['refit']:.1f} s), validation P@10 "
           f"{fitted.validation['precision']:.4f}")
     blend = fitted.blend
-    what = (blend.reason or "LightFM alone was best on validation" if blend.weight == 0 else
-            f"lambda {blend.lam:g}, weight {blend.weight:g}")
+    if blend.weight == 0:
+        what = blend.reason or "LightFM alone was best on validation"
+    else:
+        what = f"lambda {blend.lam:g}, weight {blend.weight:g}"
     print(f"item-item part: {what}; "
           f"choice {fitted.seconds['item_item_choice']:.1f} s, "
           f"refit {fitted.seconds.get('item_item', 0.0):.1f} s")
