@@ -64,6 +64,8 @@ class Parts:
 class FeatureSet:
     interactions: sp.coo_matrix  # users x items, 1.0 per (user, item) pair
     weights: sp.coo_matrix  # same pattern, RATING_WEIGHTS by rating
+    repeats: sp.csr_matrix  # the pairs with rating 1 (used on more than one occasion)
+    item_types: np.ndarray  # type code per item (recommender.items)
     user_features: sp.csr_matrix | None  # None: identity only (mf)
     item_features: sp.csr_matrix | None
     user_feature_names: list[str]
@@ -94,6 +96,13 @@ def interaction_matrices(inter: Interactions, n_users: int, n_items: int,
     values = np.asarray(rating_weights, np.float32)[inter.ratings.astype(np.int64)]
     weights = sp.coo_matrix((values, (inter.users, inter.items)), shape)
     return ones, weights
+
+
+def repeat_pairs(inter: Interactions, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Users x items, 1.0 per pair with rating 1 (used on more than one occasion)."""
+    chosen = inter.ratings.astype(bool)
+    return sp.csr_matrix((np.ones(int(chosen.sum()), np.float32),
+                          (inter.users[chosen], inter.items[chosen])), shape=(n_users, n_items))
 
 
 def _one_hot(values: list[list[str]], prefix: str) -> tuple[sp.csr_matrix, list[str]]:
@@ -204,13 +213,16 @@ def build(export: TenantExport, mode: str, identity: bool = True,
         raise ValueError(f"unknown mode {mode!r}")
     n_users, n_items = len(export.users), len(export.items)
     ones, weights = interaction_matrices(export.interactions, n_users, n_items, rating_weights)
+    repeats = repeat_pairs(export.interactions, n_users, n_items)
+    types = np.asarray(export.items.types)
     if mode == "mf":
-        return FeatureSet(ones, weights, None, None, [], [])
+        return FeatureSet(ones, weights, repeats, types, None, None, [], [])
     inter = export.interactions
     active_users = np.bincount(inter.users, minlength=n_users) > 0
     active_items = np.bincount(inter.items, minlength=n_items) > 0
     users, user_names = user_parts(export.users, mode, identity, active_users)
     items, item_names = item_parts(export.items, mode, identity, active_items)
-    fs = FeatureSet(ones, weights, users.combine(identity_weight), items.combine(identity_weight),
-                    user_names, item_names, users, items, identity_weight if identity else None)
+    fs = FeatureSet(ones, weights, repeats, types, users.combine(identity_weight),
+                    items.combine(identity_weight), user_names, item_names, users, items,
+                    identity_weight if identity else None)
     return fs
