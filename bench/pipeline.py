@@ -92,8 +92,10 @@ def _precompute_and_publish(client: redis.Redis, arrays, top_k: int) -> dict[str
 
 
 def _precompute_bound(emb, top_k: int) -> float:
-    """Bare numpy: the same products (with the item-item part's, when the lists blend it) and
-    one argpartition per list, nothing else."""
+    """Bare numpy: the same products (with the item-item part's, when the lists blend it, and
+    the re-ranker's two more and its predictions, when they are re-ranked) and one
+    argpartition per list, nothing else."""
+    from recommender import rerank
     from recommender.items import FAMILY_OF_TYPE
     from recommender.topk import BATCH_USERS
 
@@ -102,11 +104,21 @@ def _precompute_bound(emb, top_k: int) -> float:
     types = emb.item_types[order]
     bounds = [(np.searchsorted(types, t), np.searchsorted(types, t, "right")) for t in range(5)]
     blended = emb.item_item is not None and emb.blend_weight > 0
+    ranker = emb.ranker if blended else None
+    batch = rerank.BATCH_USERS if ranker else BATCH_USERS
+    n_candidates = sum(min(rerank.CANDIDATES, hi - lo) for lo, hi in bounds)
     started = time.perf_counter()
-    for start in range(0, len(emb.user_emb), BATCH_USERS):
-        scores = emb.user_emb[start:start + BATCH_USERS] @ items
+    if ranker:
+        cosine = (emb.positives.T @ emb.positives).toarray()
+        rows = np.zeros((batch * n_candidates, len(rerank.FEATURES)), np.float32)
+    for start in range(0, len(emb.user_emb), batch):
+        scores = emb.user_emb[start:start + batch] @ items
         if blended:
-            scores += emb.positives[start:start + BATCH_USERS] @ emb.item_item
+            scores += emb.positives[start:start + batch] @ emb.item_item
+        if ranker:
+            scores += emb.positives[start:start + batch] @ cosine
+            scores += emb.repeats[start:start + batch] @ emb.item_item
+            ranker.predict(rows[:len(scores) * n_candidates])
         for lo, hi in bounds:
             if hi - lo > top_k:
                 np.argpartition(scores[:, lo:hi], -top_k, axis=1)
@@ -162,8 +174,8 @@ def main(args: argparse.Namespace) -> int:
         params = train.TrainParams(max_epochs=args.max_epochs)
         fitted = clock.run("fit", train.fit, fs, params, args.threads)
         arrays = publish.saved_arrays(data, fitted.model, fs, fitted.item_item,
-                                      fitted.blend.weight)
-        emb = publish.embeddings(arrays)
+                                      fitted.blend.weight, fitted.ranker)
+        emb = publish.embeddings(arrays, args.threads)
         process, url = servers.start_redis(tmp)
         try:
             client = redis.Redis.from_url(url)
@@ -192,8 +204,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         what = f"lambda {blend.lam:g}, weight {blend.weight:g}"
     print(f"item-item part: {what}; "
-          f"choice {fitted.seconds['item_item_choice']:.1f} s, "
+          f"choice {fitted.seconds['layers_choice']:.1f} s, "
           f"refit {fitted.seconds.get('item_item', 0.0):.1f} s")
+    chosen = fitted.layers.rerank
+    print(f"re-ranker: {'kept' if chosen.ranker else chosen.reason or 'not tried'}; "
+          + ", ".join(f"validation P@10 {k} {v:.4f}" for k, v in chosen.precision.items()))
     per_user = redis_bytes / max(len(emb.user_ids), 1)
     print(f"Redis: {redis_bytes / 2**20:.1f} MiB for {spent['entries']} list entries, "
           f"{per_user:.0f} bytes per user; peak RSS {peak_rss_mb:.0f} MiB (before parsing "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import baselines, features, train
+from recommender import baselines, ensemble, features, train
 from recommender.export import Interactions, TenantExport
 from recommender.items import ITEM_TYPES
 from recommender.metrics import ScoreFn, holdout_mask, ranking_report, split_per_user
@@ -108,9 +108,9 @@ def lightfm_scorer(fitted: train.FitResult, fs: features.FeatureSet) -> ScoreFn:
 
 
 def production_scorer(fitted: train.FitResult, fs: features.FeatureSet) -> ScoreFn:
-    """What the published lists rank by: LightFM, blended with the item-item part if chosen."""
-    return train.blended_scorer(lightfm_scorer(fitted, fs), fs.interactions.tocsr(),
-                                fitted.item_item, fitted.blend.weight)
+    """What the published lists rank by: LightFM with the layers it chose on top."""
+    return ensemble.scorer(lightfm_scorer(fitted, fs), fs.interactions.tocsr(), fs.repeats,
+                           fitted.item_item, fitted.blend.weight, fitted.ranker, fs.item_types)
 
 
 def fit_production(data: TenantExport, mode: str, threads: int,
@@ -128,6 +128,9 @@ def fit_production(data: TenantExport, mode: str, threads: int,
                    "curves": fitted.candidates, "blend_weight": blend.weight,
                    "item_item_lambda": blend.lam,
                    "blend_validation": {k: round(p, 4) for k, p in blend.precision.items()},
+                   "reranked": fitted.ranker is not None,
+                   "rerank_validation": {k: round(p, 4)
+                                         for k, p in fitted.layers.rerank.precision.items()},
                    "seconds": {k: round(v, 2) for k, v in fitted.seconds.items()}})
 
 

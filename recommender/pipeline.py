@@ -199,7 +199,8 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
                                   f"{settings.models_dir}: {exc}") from exc
     with _timed(result, "publish", progress):
         try:
-            publish_arrays(client, tenant, version, arrays, meta, settings.top_k)
+            publish_arrays(client, tenant, version, arrays, meta, settings.top_k,
+                           threads=settings.num_threads)
         except store.StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
             return
@@ -259,9 +260,13 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
     if fitted.identity_weight is not None:  # the share chosen on validation, for diagnosis
         meta["identity_weight"] = fitted.identity_weight
     if fitted.item_item is not None:
-        meta.update(blend_weight=fitted.blend.weight, item_item_lambda=fitted.blend.lam)
+        meta.update(blend_weight=fitted.blend.weight, item_item_lambda=fitted.blend.lam,
+                    reranked=int(fitted.ranker is not None))
+        for name, precision in fitted.layers.rerank.precision.items():
+            meta[f"rerank_validation_{name}"] = round(precision, 6)
     meta["params"] = dict(params.__dict__)
-    return saved_arrays(data, fitted.model, fs, fitted.item_item, fitted.blend.weight)
+    return saved_arrays(data, fitted.model, fs, fitted.item_item, fitted.blend.weight,
+                        fitted.ranker)
 
 
 def restore(settings: Settings, client: redis.Redis,
@@ -279,7 +284,8 @@ def restore(settings: Settings, client: redis.Redis,
         result.algorithm = meta.get("algorithm", "")
         new = store.new_version()
         try:
-            publish_arrays(client, tenant, new, arrays, meta, settings.top_k)
+            publish_arrays(client, tenant, new, arrays, meta, settings.top_k,
+                           threads=settings.num_threads)
         except store.StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
         else:

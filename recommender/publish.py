@@ -14,16 +14,17 @@ import numpy as np
 import redis
 import scipy.sparse as sp
 
-from recommender import store, topk
+from recommender import rerank, store, topk
 from recommender.export import TenantExport
 from recommender.features import FeatureSet
 from recommender.train import LightFM, parameter_arrays, representations
 
 
 def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet,
-                 item_item: np.ndarray | None = None,
-                 blend_weight: float = 0.0) -> dict[str, np.ndarray]:
-    """The tenant's arrays; ``item_item`` (with its ``blend_weight``) when the lists blend it."""
+                 item_item: np.ndarray | None = None, blend_weight: float = 0.0,
+                 ranker: rerank.Ranker | None = None) -> dict[str, np.ndarray]:
+    """The tenant's arrays; ``item_item`` (with its ``blend_weight``) when the lists blend it,
+    ``ranker`` when they are re-ranked."""
     _, user_emb, item_bias, item_emb = representations(model, fs)
     positives = fs.interactions.tocsr()
     popularity = np.diff(positives.tocsc().indptr).astype(np.float32) / max(len(data.users), 1)
@@ -32,6 +33,11 @@ def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet,
     blend = ({} if item_item is None or blend_weight == 0.0 else
              {"item_item": item_item.astype(np.float32),
               "blend_weight": np.asarray(blend_weight, np.float32)})
+    if blend and ranker is not None:
+        rows = np.repeat(np.arange(positives.shape[0]), np.diff(positives.indptr))
+        repeated = np.asarray(fs.repeats.tocsr()[rows, positives.indices]).ravel()
+        # Per stored positive, in its order: 1 where the pair has rating 1.
+        blend.update(ranker=ranker.as_array(), positives_repeats=repeated.astype(np.uint8))
     return {
         **blend,
         "user_ids": data.users.ids.astype(np.int64),
@@ -52,17 +58,26 @@ def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet,
     }
 
 
-def embeddings(arrays: dict[str, np.ndarray]) -> topk.Embeddings:
+def embeddings(arrays: dict[str, np.ndarray], threads: int = 1) -> topk.Embeddings:
     n_users, n_items = len(arrays["user_ids"]), len(arrays["item_numbers"])
     positives = sp.csr_matrix(
         (np.ones(len(arrays["positives_indices"]), np.float32), arrays["positives_indices"],
          arrays["positives_indptr"]), shape=(n_users, n_items))
+    ranker, repeats = None, None
+    if "ranker" in arrays:
+        ranker = rerank.Ranker.from_array(arrays["ranker"], threads)
+        # Copies of the index arrays: eliminate_zeros works in place, and positives share them.
+        repeats = sp.csr_matrix(
+            (arrays["positives_repeats"].astype(np.float32), arrays["positives_indices"].copy(),
+             arrays["positives_indptr"].copy()), shape=(n_users, n_items))
+        repeats.eliminate_zeros()
     return topk.Embeddings(
         user_ids=arrays["user_ids"], user_emb=arrays["user_emb"],
         item_keys=arrays["item_keys"].tolist(), item_numbers=arrays["item_numbers"],
         item_types=arrays["item_types"], item_emb=arrays["item_emb"],
         item_bias=arrays["item_bias"], positives=positives, popularity=arrays["popularity"],
-        item_item=arrays.get("item_item"), blend_weight=float(arrays.get("blend_weight", 0.0)))
+        item_item=arrays.get("item_item"), blend_weight=float(arrays.get("blend_weight", 0.0)),
+        ranker=ranker, repeats=repeats)
 
 
 def model_hash(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
@@ -84,16 +99,17 @@ def model_hash(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
 
 def publish_arrays(client: redis.Redis, tenant: str, version: str,
                    arrays: dict[str, np.ndarray], meta: dict[str, Any], top_k: int,
-                   batches: Callable[[Iterator[list]], Iterable[list]] = iter) -> None:
+                   batches: Callable[[Iterator[list]], Iterable[list]] = iter,
+                   threads: int = 1) -> None:
     """Write a whole version and switch to it; on any error the partial version is removed.
 
     ``batches`` wraps the batch generators of the lists, so a benchmark can time the
-    precompute apart from the writes of this same code.
+    precompute apart from the writes of this same code. ``threads`` is the re-ranker's.
     """
     writer = store.VersionWriter(client, tenant, version)
     try:
         if arrays:
-            emb = embeddings(arrays)
+            emb = embeddings(arrays, threads)
             writer.write_model(model_hash(arrays))
             writer.write_popular(topk.popular_lists(emb, top_k))
             for batch in batches(topk.user_lists(emb, top_k)):

@@ -1,11 +1,11 @@
 """Precompute top-K lists from item and user representations, batch by batch.
 
 Scores are ``user · item + item bias`` (LightFM's prediction without the user bias, which does not
-change a user's ranking), blended with the item-item part for users with a history when the
-model has one (recommender.itemitem). Items are reordered by type once, so each type is a
-contiguous column block: a batch costs one matrix product, then one ``argpartition`` per type.
-Lists are packed (recommender.packing) as they are produced, so a tenant's lists never sit in
-Python objects all at once."""
+change a user's ranking), with the layers the model chose on top for users with a history
+(recommender.ensemble: the item-item blend, then the re-ranker). Items are reordered by type
+once, so each type is a contiguous column block: a batch costs one matrix product, then one
+``argpartition`` per type. Lists are packed (recommender.packing) as they are produced, so a
+tenant's lists never sit in Python objects all at once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import itemitem, packing
+from recommender import ensemble, packing, rerank
 from recommender.items import FAMILIES, ITEM_TYPES
 
 BATCH_USERS = 2048
@@ -37,6 +37,8 @@ class Embeddings:
     popularity: np.ndarray  # float32 items: share of users who interacted
     item_item: np.ndarray | None = None  # float32 items x items, blended at ``blend_weight``
     blend_weight: float = 0.0
+    ranker: rerank.Ranker | None = None  # reorders the blend's candidates
+    repeats: sp.csr_matrix | None = None  # users x items: the rating-1 pairs, for the ranker
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,12 +115,20 @@ def user_lists(emb: Embeddings, k: int,
     item_item = None
     if emb.item_item is not None and emb.blend_weight:
         item_item = np.ascontiguousarray(emb.item_item[np.ix_(order.perm, order.perm)])
+    repeats = positives if emb.repeats is None else emb.repeats[:, order.perm].tocsr()
+
+    def lightfm(rows: np.ndarray) -> np.ndarray:
+        scores = emb.user_emb[rows] @ items
+        scores += bias
+        return scores
+
+    score = ensemble.scorer(lightfm, positives, repeats, item_item, emb.blend_weight,
+                            emb.ranker, emb.item_types[order.perm])
+    if emb.ranker is not None:
+        batch = min(batch, rerank.BATCH_USERS)
     capacity = [min(k, hi - lo) for lo, hi in order.bounds]
     for start in range(0, len(emb.user_ids), batch):
-        scores = emb.user_emb[start:start + batch] @ items
-        scores += bias
-        scores = itemitem.blend(scores, positives[start:start + batch], item_item,
-                                emb.blend_weight)
+        scores = score(np.arange(start, min(start + batch, len(emb.user_ids))))
         mask_rows(scores, positives, start)
         sections = []
         for lo, hi in order.bounds:

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from recommender import itemitem
+from recommender import ensemble, itemitem, rerank
 from recommender.features import FeatureSet
 from recommender.metrics import ScoreFn, ranking_metrics, split_per_user
 from recommender.warmstart import (
@@ -69,6 +69,10 @@ class TrainParams:
     blend_weights: tuple[float, ...] = itemitem.WEIGHTS
     item_item_max_items: int = itemitem.MAX_ITEMS
     blend_validation_users: int = 20000  # more than per epoch: the grid's steps are small
+    # The re-ranker over the blend's candidates (recommender.rerank), trained on at most
+    # ``rerank_users`` validation users; only tried when the blend is chosen.
+    rerank: bool = True
+    rerank_users: int = 5000
     seed: int = 42
 
 
@@ -87,7 +91,15 @@ class FitResult:
     held_out_pairs: int = 0
     # The item-item part on all interactions, blended at ``blend.weight``; None: LightFM alone.
     item_item: np.ndarray | None = None
-    blend: itemitem.Choice = field(default_factory=lambda: itemitem.Choice(None, 0.0))
+    layers: ensemble.Ensemble = field(default_factory=ensemble.Ensemble)
+
+    @property
+    def blend(self) -> itemitem.Choice:
+        return self.layers.blend
+
+    @property
+    def ranker(self) -> rerank.Ranker | None:
+        return self.layers.rerank.ranker
 
 
 # The original service (contract §5): WARP with adadelta, LightFM's defaults otherwise, L2 1e-3 on
@@ -148,38 +160,23 @@ def _scorer(model: LightFM, fs: FeatureSet) -> ScoreFn:
     return lambda rows: ue[rows] @ ie.T + ib
 
 
-def blended_scorer(lightfm: ScoreFn, history: sp.csr_matrix, weights: np.ndarray | None,
-                   weight: float) -> ScoreFn:
-    """What the published lists rank by: LightFM blended with the item-item part."""
-    history = itemitem.binary(history)
-    return lambda rows: itemitem.blend(lightfm(rows), history[rows], weights, weight)
-
-
-def _choose_blend(model: LightFM, fs: FeatureSet, params: TrainParams,
-                  train_part: sp.csr_matrix, held_out: sp.csr_matrix) -> itemitem.Choice:
+def _choose_layers(model: LightFM, fs: FeatureSet, params: TrainParams,
+                   train_part: sp.csr_matrix, held_out: sp.csr_matrix,
+                   num_threads: int) -> ensemble.Ensemble:
     def measure(score: ScoreFn) -> float:
         return ranking_metrics(score, train_part, held_out, k=10,
                                max_users=params.blend_validation_users, seed=params.seed,
                                with_auc=False)["precision"]
 
-    choice = itemitem.choose(train_part, _scorer(model, fs), measure, params.item_item_lambdas,
-                             params.blend_weights, params.item_item_max_items)
-    if choice.reason:
-        log.info("no item-item part: %s", choice.reason)
-    return choice
-
-
-def _validation_scorer(model: LightFM, fs: FeatureSet, train_part: sp.csr_matrix,
-                       choice: itemitem.Choice) -> ScoreFn:
-    return blended_scorer(_scorer(model, fs), train_part, choice.validation_weights,
-                          choice.weight)
-
-
-def _item_item(fs: FeatureSet, choice: itemitem.Choice) -> np.ndarray | None:
-    """The chosen item-item part refit on every interaction (None when not blended)."""
-    if choice.lam is None or choice.weight == 0.0:
-        return None
-    return itemitem.ease_weights(itemitem.gram(fs.interactions), choice.lam)
+    settings = ensemble.Settings(params.item_item_lambdas, params.blend_weights,
+                                 params.item_item_max_items, params.rerank,
+                                 params.rerank_users, params.seed)
+    layers = ensemble.choose(_scorer(model, fs), train_part, fs.repeats, held_out,
+                             fs.item_types, measure, settings, num_threads)
+    for reason in (layers.blend.reason, layers.rerank.reason):
+        if reason:
+            log.info("layers on top of LightFM: %s", reason)
+    return layers
 
 
 def _restrict(matrix: sp.coo_matrix, mask: sp.csr_matrix) -> sp.coo_matrix:
@@ -250,12 +247,12 @@ def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
     best = next(run for run in runs if run.score >= (1.0 - params.identity_tolerance) * top)
     seconds["validation_fit"] = time.perf_counter() - started
     started = time.perf_counter()
-    choice = _choose_blend(best.model, best.fs, params, train_part, held_out)
-    seconds["item_item_choice"] = time.perf_counter() - started
+    layers = _choose_layers(best.model, best.fs, params, train_part, held_out, num_threads)
+    seconds["layers_choice"] = time.perf_counter() - started
     # The reported quality is that of what would be published from the model stopped at the
-    # best epoch: LightFM with the chosen blend.
+    # best epoch: LightFM with the chosen layers on top.
     started = time.perf_counter()
-    best_metrics = ranking_metrics(_validation_scorer(best.model, best.fs, train_part, choice),
+    best_metrics = ranking_metrics(layers.validation_scorer(_scorer(best.model, best.fs)),
                                    train_part, held_out, k=10,
                                    max_users=params.validation_users, seed=params.seed)
     seconds["validation_score"] = time.perf_counter() - started
@@ -269,14 +266,15 @@ def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
                       epochs=epochs, num_threads=num_threads)
     seconds["refit"] = time.perf_counter() - started
     started = time.perf_counter()
-    item_item = _item_item(fs, choice)
+    item_item = layers.final_item_item(fs.interactions)
     seconds["item_item"] = time.perf_counter() - started
+    layers.release_validation()
     log.debug("fit %s: identity share %s, best epoch %d, curve %s, blend %s", asdict(params),
-              fs.identity_weight, best.epoch, best.curve, choice.precision)
+              fs.identity_weight, best.epoch, best.curve, layers.blend.precision)
     return FitResult(final, epochs, best_metrics, best.curve, seconds, fs.identity_weight,
                      sum(len(run.curve) for run in runs) + epochs,
                      {str(run.fs.identity_weight): [round(c, 4) for c in run.curve]
-                      for run in runs}, item_item=item_item, blend=choice)
+                      for run in runs}, item_item=item_item, layers=layers)
 
 
 def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_threads: int,
@@ -306,15 +304,15 @@ def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_th
                          model=warm_model(params, fs, warm))
     seconds["validation_fit"] = time.perf_counter() - started
     started = time.perf_counter()
-    choice = _choose_blend(run.model, fs, params, train_part, held_out)
-    seconds["item_item_choice"] = time.perf_counter() - started
+    layers = _choose_layers(run.model, fs, params, train_part, held_out, num_threads)
+    seconds["layers_choice"] = time.perf_counter() - started
     started = time.perf_counter()
-    metrics = ranking_metrics(_validation_scorer(run.model, fs, train_part, choice), train_part,
+    metrics = ranking_metrics(layers.validation_scorer(_scorer(run.model, fs)), train_part,
                               held_out, k=10, max_users=params.validation_users,
                               seed=params.seed)
-    # The saved model as it starts, with the same blend: the gate compares like with like.
+    # The saved model as it starts, with the same layers: the gate compares like with like.
     baseline = ranking_metrics(
-        _validation_scorer(warm_model(params, fs, warm), fs, train_part, choice), train_part,
+        layers.validation_scorer(_scorer(warm_model(params, fs, warm), fs)), train_part,
         held_out, k=10, max_users=params.validation_users, seed=params.seed,
         with_auc=False)["precision"]
     seconds["validation_score"] = time.perf_counter() - started
@@ -325,13 +323,14 @@ def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_th
                       epochs=run.epoch, num_threads=num_threads)
     seconds["refit"] = time.perf_counter() - started
     started = time.perf_counter()
-    item_item = _item_item(fs, choice)
+    item_item = layers.final_item_item(fs.interactions)
     seconds["item_item"] = time.perf_counter() - started
+    layers.release_validation()
     log.debug("incremental fit from %s: baseline %.4f, best epoch %d, curve %s, blend %s",
-              warm.source_version, baseline, run.epoch, run.curve, choice.precision)
+              warm.source_version, baseline, run.epoch, run.curve, layers.blend.precision)
     return FitResult(final, run.epoch, metrics, run.curve, seconds, fs.identity_weight,
                      len(run.curve) + run.epoch, warm_baseline=baseline,
-                     held_out_pairs=int(held_out.nnz), item_item=item_item, blend=choice)
+                     held_out_pairs=int(held_out.nnz), item_item=item_item, layers=layers)
 
 
 def fit_fixed(fs: FeatureSet, params: TrainParams, epochs: int, num_threads: int,

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("lightfm", "scipy", "sklearn", "pyarrow", "recommender.train",
-             "recommender.pipeline", "recommender.features", "recommender.topk")
+FORBIDDEN = ("lightfm", "lightgbm", "scipy", "sklearn", "pyarrow", "recommender.train",
+             "recommender.pipeline", "recommender.features", "recommender.topk",
+             "recommender.rerank", "recommender.ensemble")
 
 
 def test_app_imports_no_training_code():

@@ -1,0 +1,270 @@
+"""The re-ranker: its candidates and features against brute force, the order it publishes, the
+cross-fitting that keeps its validation honest, and its gate against the blend."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommender import ensemble, itemitem, publish, rerank, topk
+from recommender.metrics import ranking_metrics, split_per_user
+from tests.test_topk import _random_embeddings, assert_lists_rank_by
+
+
+def _history(n_users: int, n_items: int, density: float, seed: int) -> sp.csr_matrix:
+    matrix = sp.random(n_users, n_items, density=density, random_state=seed, format="csr",
+                       dtype=np.float32)
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def _signals(history: sp.csr_matrix, types: np.ndarray, weight: float = 1.0,
+             repeats: sp.csr_matrix | None = None) -> rerank.Signals:
+    repeats = history if repeats is None else repeats
+    weights = itemitem.ease_weights(itemitem.gram(history), 5.0)
+    return rerank.signals(history, repeats, weights, weight, types)
+
+
+class _Constant:
+    """A stand-in ranker that predicts one value for every candidate."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return np.full(len(features), self.value)
+
+
+def test_candidates_are_each_types_best_unseen_items_by_the_blend_in_order():
+    rng = np.random.default_rng(0)
+    blend = rng.normal(size=(3, 12))
+    types = np.array([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    blend[0, [0, 1, 2]] = -np.inf  # user 0 has seen three items of type 0
+    blend[1, 5:8] = -np.inf  # user 1 has seen every item of type 1
+    columns, rank, valid = rerank._candidates(blend, types, 3)
+    for row in range(3):
+        for code, span in ((0, slice(0, 3)), (1, slice(3, 6)), (2, slice(6, 9))):
+            members = np.flatnonzero(types == code)
+            expected = members[np.argsort(-blend[row, members], kind="stable")][:3]
+            got = columns[row, span]
+            finite = np.isfinite(blend[row, expected])
+            assert got[valid[row, span]].tolist() == expected[finite].tolist()
+            assert rank[row, span].tolist() == [0, 1, 2]
+    assert valid[0, :3].tolist() == [True, True, False]  # two unseen items of type 0 left
+    assert not valid[1, 3:6].any()
+
+
+def test_the_largest_and_the_close_count_over_history_equal_a_loop():
+    history = _history(9, 15, 0.25, seed=1).tolil()
+    history[4, :] = 0  # a user without history
+    history = sp.csr_matrix(history)
+    history.eliminate_zeros()
+    matrix = np.random.default_rng(2).random((15, 15)).astype(np.float32)
+    columns = np.random.default_rng(3).integers(0, 15, (9, 5))
+    largest, close = rerank._over_history(history, matrix, columns)
+    for row in range(9):
+        seen = history[row].indices
+        if len(seen) == 0:
+            assert not largest[row].any() and not close[row].any()
+            continue
+        block = matrix[np.ix_(seen, columns[row])]
+        np.testing.assert_allclose(largest[row], block.max(axis=0))
+        assert close[row].tolist() == (block > rerank.CLOSE).sum(axis=0).tolist()
+
+
+def test_features_of_a_batch_match_their_definitions():
+    history = _history(6, 20, 0.3, seed=4)
+    repeats = sp.csr_matrix(history.multiply(_history(6, 20, 0.5, seed=5)))
+    repeats.eliminate_zeros()
+    types = np.arange(20) % 3
+    sig = _signals(history, types, repeats=repeats)
+    lightfm = np.random.default_rng(6).normal(size=(6, 20)).astype(np.float32)
+    b = rerank.batch(lightfm.copy(), history, repeats, sig, n=4)
+    x = b.features.reshape(6, b.columns.shape[1], len(rerank.FEATURES))
+    column = {name: i for i, name in enumerate(rerank.FEATURES)}
+    users_of_item = np.asarray(history.sum(axis=0)).ravel()
+    for row in range(6):
+        seen = history[row].indices
+        for j, item in enumerate(b.columns[row]):
+            if not b.valid[row, j]:
+                continue
+            assert item not in seen
+            f = x[row, j]
+            assert f[column["lightfm"]] == pytest.approx(lightfm[row, item], abs=1e-5)
+            assert f[column["log_history"]] == pytest.approx(np.log1p(len(seen)))
+            assert f[column["type"]] == types[item]
+            share = np.mean(types[seen] == types[item])
+            assert f[column["type_share"]] == pytest.approx(share)
+            assert f[column["log_popularity"]] == pytest.approx(np.log1p(users_of_item[item]))
+            expected_share = repeats[:, item].sum() / max(users_of_item[item], 1)
+            assert f[column["item_repeat_share"]] == pytest.approx(expected_share)
+            assert f[column["max_cosine"]] == pytest.approx(sig.cosine[seen, item].max())
+            assert f[column["item_item"]] == pytest.approx(sig.item_item[seen, item].sum(),
+                                                           abs=1e-4)
+
+
+def test_ranked_puts_candidates_by_prediction_above_the_rest_in_blend_order():
+    history = _history(4, 18, 0.2, seed=7)
+    sig = _signals(history, np.arange(18) % 2)
+    lightfm = np.random.default_rng(8).normal(size=(4, 18)).astype(np.float32)
+    b = rerank.batch(lightfm, history, history, sig, n=3)
+    predicted = np.random.default_rng(9).random(b.columns.size)
+    scores = rerank.ranked(b, predicted)
+    for row in range(4):
+        chosen = set(b.columns[row][b.valid[row]])
+        seen = set(history[row].indices)
+        rest = [i for i in range(18) if i not in chosen and i not in seen]
+        assert all(np.isinf(scores[row, i]) and scores[row, i] < 0 for i in seen)
+        if rest:
+            assert min(scores[row, list(chosen)]) > max(scores[row, rest])
+            order = sorted(rest, key=lambda i: -b.blend[row, i])
+            assert sorted(rest, key=lambda i: -scores[row, i]) == order
+
+
+def test_each_user_is_scored_by_the_half_that_did_not_learn_from_them():
+    history = _history(6, 10, 0.3, seed=10)
+    sig = _signals(history, np.zeros(10, int))
+    lightfm = np.random.default_rng(11).normal(size=(6, 10)).astype(np.float32)
+    score = rerank.cross_fitted(lambda rows: lightfm[rows].copy(), history, history, sig,
+                                [_Constant(0.25), _Constant(0.75)])
+    scores = score(np.arange(6))
+    for row in range(6):
+        best = scores[row][np.isfinite(scores[row])].max()
+        # even rows learnt nothing from half 1, odd rows nothing from half 0
+        assert best == (0.75 if row % 2 == 0 else 0.25)
+
+
+def test_a_saved_ranker_predicts_exactly_what_the_trained_one_does():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(400, len(rerank.FEATURES))).astype(np.float32)
+    x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 400)
+    y = (x[:, 0] + 0.3 * rng.normal(size=400)) > 0
+    trained = rerank.train_ranker(x, y, threads=1, seed=0)
+    loaded = rerank.Ranker.from_array(trained.as_array())
+    assert np.array_equal(loaded.predict(x), trained.predict(x))
+
+
+def _planted(n_users=300, n_items=60, seed=13):
+    """A tenant whose held-out items are those most often used on more than one day: a signal
+    only the re-ranker sees, as neither LightFM (noise here) nor co-occurrence carries it."""
+    rng = np.random.default_rng(seed)
+    history = (rng.random((n_users, n_items)) < 0.1).astype(np.float32)
+    loved = rng.random(n_items) < 0.2
+    repeats = history * (rng.random((n_users, n_items)) < np.where(loved, 0.9, 0.05))
+    held = (rng.random((n_users, n_items)) < np.where(loved, 0.5, 0.01)) * (1 - history)
+    train_part, held_out = sp.csr_matrix(history), sp.csr_matrix(held.astype(np.float32))
+    noise = rng.normal(size=(n_users, n_items)).astype(np.float32)
+    return train_part, sp.csr_matrix(repeats), held_out, noise, np.arange(n_items) % 3
+
+
+def _measure(train_part, held_out):
+    def measure(score):
+        return ranking_metrics(score, train_part, held_out, k=10, with_auc=False)["precision"]
+    return measure
+
+
+def test_choose_keeps_a_ranker_that_finds_what_the_blend_misses():
+    train_part, repeats, held_out, noise, types = _planted()
+    sig = _signals(train_part, types, repeats=repeats)
+    measure = _measure(train_part, held_out)
+    blend = ensemble.blended(lambda rows: noise[rows].copy(), train_part, sig.item_item, 1.0)
+    chosen = rerank.choose(lambda rows: noise[rows].copy(), train_part, repeats, held_out, sig,
+                           measure(blend), measure, threads=1, seed=0, max_users=10_000)
+    assert chosen.ranker is not None, chosen.reason
+    assert chosen.precision["reranked"] > 1.5 * chosen.precision["blend"]
+    assert len(chosen.halves) == 2
+
+
+def test_choose_keeps_the_blend_when_the_ranker_is_no_better_on_validation():
+    train_part, repeats, held_out, noise, types = _planted()
+    sig = _signals(train_part, types, repeats=repeats)
+    # Given a measure under which the blend is already perfect
+    chosen = rerank.choose(lambda rows: noise[rows].copy(), train_part, repeats, held_out, sig,
+                           1.0, lambda score: 0.5, threads=1, seed=0, max_users=10_000)
+    assert chosen.ranker is None and "no better" in chosen.reason
+    assert chosen.precision == {"blend": 1.0, "reranked": 0.5}
+
+
+def test_choose_needs_held_out_pairs_among_the_candidates_of_both_halves():
+    train_part, repeats, _, noise, types = _planted()
+    sig = _signals(train_part, types, repeats=repeats)
+    # One held-out pair, user 0's: the odd half has no positive label
+    held_out = sp.csr_matrix(([1.0], ([0], [0])), shape=train_part.shape, dtype=np.float32)
+    chosen = rerank.choose(lambda rows: noise[rows].copy(), train_part, repeats, held_out, sig,
+                           0.1, lambda score: 1.0, threads=1, seed=0, max_users=10_000)
+    assert chosen.ranker is None and "too few" in chosen.reason
+
+
+def _reranked_embeddings() -> tuple[topk.Embeddings, rerank.Ranker]:
+    emb = _random_embeddings(n_users=40, n_items=45)
+    emb.item_item = itemitem.ease_weights(itemitem.gram(emb.positives), 4.0)
+    emb.blend_weight = 1.0
+    repeats = emb.positives.copy()
+    repeats.data[::2] = 0.0
+    repeats.eliminate_zeros()
+    emb.repeats = repeats
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(500, len(rerank.FEATURES))).astype(np.float32)
+    x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 500)
+    emb.ranker = rerank.train_ranker(x, x[:, 3] + x[:, 10] > 0, threads=1, seed=0)
+    return emb, emb.ranker
+
+
+def test_user_lists_rank_by_the_re_ranked_score_per_type_without_seen_items():
+    emb, ranker = _reranked_embeddings()
+    k = 5
+    produced = dict(pair for batch in topk.user_lists(emb, k, batch=7) for pair in batch)
+    lightfm = (emb.user_emb @ emb.item_emb.T + emb.item_bias).astype(np.float32)
+    score = ensemble.scorer(lambda rows: lightfm[rows].copy(), emb.positives, emb.repeats,
+                            emb.item_item, emb.blend_weight, ranker, emb.item_types)
+    assert_lists_rank_by(emb, produced, score(np.arange(len(emb.user_ids))), k)
+
+
+def test_the_re_ranker_survives_the_saved_arrays_and_publishes_the_same_lists():
+    emb, ranker = _reranked_embeddings()
+    arrays = {"user_ids": emb.user_ids, "user_emb": emb.user_emb,
+              "item_keys": np.asarray(emb.item_keys), "item_numbers": emb.item_numbers,
+              "item_types": emb.item_types, "item_emb": emb.item_emb,
+              "item_bias": emb.item_bias, "positives_indptr": emb.positives.indptr,
+              "positives_indices": emb.positives.indices, "popularity": emb.popularity,
+              "item_item": emb.item_item, "blend_weight": np.float32(1.0),
+              "ranker": ranker.as_array(),
+              "positives_repeats": np.asarray(
+                  emb.repeats[np.repeat(np.arange(40), np.diff(emb.positives.indptr)),
+                              emb.positives.indices]).ravel().astype(np.uint8)}
+    restored = publish.embeddings(arrays)
+    assert restored.ranker is not None and restored.repeats is not None
+    assert (restored.repeats != emb.repeats).nnz == 0
+    # the positives share their index arrays with the repeats' source: both must be intact
+    assert (restored.positives != emb.positives).nnz == 0
+    before = [b for batch in topk.user_lists(emb, 5) for b in batch]
+    after = [b for batch in topk.user_lists(restored, 5) for b in batch]
+    assert after == before
+
+
+def test_the_layers_are_chosen_on_validation_and_score_users_out_of_sample():
+    full, repeats, _, noise, types = _planted(seed=15)
+    train_part, held_out = split_per_user(full + _planted(seed=15)[2], 0.3, seed=0)
+    settings = ensemble.Settings(lambdas=(5.0,), weights=(1.0,), rerank_users=10_000)
+    layers = ensemble.choose(lambda rows: noise[rows].copy(), train_part, repeats, held_out,
+                             types, _measure(train_part, held_out), settings, threads=1)
+    # The blend on noise is chosen; the re-ranker is tried on top of it
+    assert layers.blend.weight == 1.0
+    assert set(layers.rerank.precision) == {"blend", "reranked"}
+    # The validation scorer is the cross-fitted one when kept, the blend otherwise
+    value = _measure(train_part, held_out)(layers.validation_scorer(lambda r: noise[r].copy()))
+    expected = (layers.rerank.precision["reranked"] if layers.rerank.ranker is not None
+                else layers.rerank.precision["blend"])
+    assert value == pytest.approx(expected)
+
+
+def test_a_user_without_history_keeps_the_lightfm_order_under_the_ranker():
+    history = _history(5, 16, 0.3, seed=16).tolil()
+    history[2, :] = 0  # user 2 has no history
+    history = sp.csr_matrix(history)
+    history.eliminate_zeros()
+    sig = _signals(history, np.arange(16) % 2)
+    lightfm = np.random.default_rng(17).normal(size=(5, 16)).astype(np.float32)
+    b = rerank.batch(lightfm.copy(), history, history, sig, n=4)
+    scores = rerank.ranked(b, np.random.default_rng(18).random(b.columns.size))
+    assert np.argsort(scores[2]).tolist() == np.argsort(lightfm[2]).tolist()
+    assert np.argsort(scores[0]).tolist() != np.argsort(lightfm[0]).tolist()
