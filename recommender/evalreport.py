@@ -72,18 +72,22 @@ def _cold_table(result: dict) -> list[str]:
     if not rows:
         return []
     lines = ["| model | cold users P@10 | R@10 | NDCG@10 | AUC | cold items P@10 | R@10 | "
-             "NDCG@10 | AUC |", "|---|---|---|---|---|---|---|---|---|"]
+             "NDCG@10 | AUC | within type P@10 | AUC |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         users, items = row["cold"]["users"], row["cold"]["items"]
+        typed = row["cold"]["items_within_type"]
         lines.append(f"| {row['name']} | " + " | ".join(
             [_f(users["precision"]), _f(users["recall"]), _f(users["ndcg"]), _f(users["auc"]),
-             _f(items["precision"]), _f(items["recall"]), _f(items["ndcg"]), _f(items["auc"])])
-            + " |")
+             _f(items["precision"]), _f(items["recall"]), _f(items["ndcg"]), _f(items["auc"]),
+             _f(typed["precision"]), _f(typed["auc"])]) + " |")
     first = rows[0]["cold"]
     lines += ["", f"Cold users: {first['users']['users']} users with all their interactions "
               f"held out, ranked over every item. Cold items: {first['items']['candidates']} "
               f"items with all their interactions held out, ranked among themselves for "
-              f"{first['items']['users']} users who interacted with them."]
+              f"{first['items']['users']} users who interacted with them; \"within type\": "
+              f"among the cold items of each type, as the per-type lists show them "
+              f"({first['items_within_type']['pairs']} user-type pairs)."]
     return lines
 
 

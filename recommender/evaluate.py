@@ -239,9 +239,24 @@ def measure_cold(model: Fitted, part: Split) -> dict:
     warm_users = np.setdiff1d(np.arange(matrix.shape[0]), part.cold_users)
     items = ranking_report(model.score, matrix, part.test, (10,), candidates=part.cold_items,
                            users=warm_users)
+    # Lists are per type, so what a user is shown is the ranking within a type: measured too,
+    # as the mean over (user, type) pairs of the ranking among the type's cold items.
+    users_per_type, precision, auc = [], [], []
+    for code in range(len(ITEM_TYPES)):
+        report = ranking_report(model.score, matrix, part.test, (10,),
+                                candidates=part.cold_items & (part.train.items.types == code),
+                                users=warm_users)
+        if report["users"]:
+            users_per_type.append(report["users"])
+            precision.append(report["at"][10]["precision"])
+            auc.append(report["auc"])
+    share = np.asarray(users_per_type, float) / max(sum(users_per_type), 1)
     return {"users": {"users": users["users"], "auc": users["auc"], **users["at"][10]},
             "items": {"users": items["users"], "candidates": items["candidates"],
-                      "auc": items["auc"], **items["at"][10]}}
+                      "auc": items["auc"], **items["at"][10]},
+            "items_within_type": {"pairs": int(sum(users_per_type)),
+                                  "precision": float(share @ np.asarray(precision)),
+                                  "auc": float(share @ np.asarray(auc))}}
 
 
 def run(data: TenantExport, *, protocol: str = "random", ks: tuple[int, ...] = (5, 10, 25),

@@ -79,6 +79,8 @@ class Batch:
     columns: np.ndarray  # int64 users x candidates
     valid: np.ndarray  # bool: false where a type has fewer unseen items than candidates
     rank: np.ndarray  # float32: the candidate's place by the blend within its type, from 0
+    blocks: list[tuple[int, int]]  # the candidate columns of each type
+    new: np.ndarray  # bool: the candidate item has no interactions (it keeps its place)
     warm: np.ndarray  # bool per user: has a history (the others keep LightFM's order)
     features: np.ndarray  # float32 (users * candidates) x FEATURES
     blend: np.ndarray  # the blend's scores, users x items, seen items -inf
@@ -90,9 +92,10 @@ def _z(scores: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
 
 
 def _candidates(blend: np.ndarray, types: np.ndarray,
-                n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per type the ``n`` best columns by ``blend`` (columns, rank within the type, valid)."""
-    columns, ranks = [], []
+                n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Per type the ``n`` best columns by ``blend``: (columns, rank within the type, valid,
+    each type's span of candidate columns)."""
+    columns, ranks, blocks, start = [], [], [], 0
     for code in np.unique(types):
         members = np.flatnonzero(types == code)
         take = min(n, len(members))
@@ -101,9 +104,11 @@ def _candidates(blend: np.ndarray, types: np.ndarray,
         order = np.argsort(-np.take_along_axis(block, best, axis=1), axis=1, kind="stable")
         columns.append(members[np.take_along_axis(best, order, axis=1)])
         ranks.append(np.broadcast_to(np.arange(take, dtype=np.float32), best.shape))
+        blocks.append((start, start + take))
+        start += take
     picked = np.concatenate(columns, axis=1)
     valid = np.isfinite(np.take_along_axis(blend, picked, axis=1))
-    return picked, np.concatenate(ranks, axis=1), valid
+    return picked, np.concatenate(ranks, axis=1), valid, blocks
 
 
 def _over_history(history: sp.csr_matrix, matrix: np.ndarray,
@@ -137,7 +142,7 @@ def batch(lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix, s
     blend = lightfm_z + sig.weight * item_item_z
     rows = np.repeat(np.arange(len(blend)), np.diff(history.indptr))
     blend[rows, history.indices] = -np.inf
-    columns, rank, valid = _candidates(blend, sig.types, n)
+    columns, rank, valid, blocks = _candidates(blend, sig.types, n)
     r = np.arange(len(columns))[:, None]
     n_history = np.diff(history.indptr).astype(np.float32)
     per_type = history @ sp.csr_matrix(
@@ -157,21 +162,47 @@ def batch(lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix, s
              largest_cosine, close, largest_weight, knn_z[r, columns], repeats_z[r, columns],
              sig.repeat_share[columns], per_user * user_repeats[:, None])
     features = np.stack([np.asarray(p, np.float32).ravel() for p in parts], axis=1)
-    return Batch(columns, valid, rank, n_history > 0,
+    return Batch(columns, valid, rank, blocks, sig.log_popularity[columns] == 0, n_history > 0,
                  np.nan_to_num(features, posinf=0.0, neginf=0.0), blend)
 
 
+def _reorder(predicted: np.ndarray, movable: np.ndarray) -> np.ndarray:
+    """Scores of one type's candidates (rows x slots, slots in the blend's order): the
+    ``movable`` ones are sorted by ``predicted`` into the slots movable ones occupy; each other
+    keeps its slot, just under the item that lands in the slot above it."""
+    n_rows, n_slots = predicted.shape
+    slots = np.arange(n_slots)
+    # Best first; equal predictions are common (trees predict in steps), the blend breaks ties.
+    best_first = np.argsort(np.where(movable, -predicted, np.inf), axis=1, kind="stable")
+    movable_slots = np.argsort(~movable, axis=1, kind="stable")  # their slots, in order
+    value = np.take_along_axis(predicted, best_first, axis=1)  # the j-th best prediction
+    scores = np.empty((n_rows, n_slots))
+    np.put_along_axis(scores, best_first, value - TIE_STEP * movable_slots, axis=1)
+    # An unmoved candidate: the value of the last movable slot above it, or above the best.
+    nth = np.maximum(np.cumsum(movable, axis=1) - 1, 0)  # at a movable slot: its j
+    last = np.maximum.accumulate(np.where(movable, slots, -1), axis=1)
+    above = np.take_along_axis(np.take_along_axis(value, nth, axis=1), np.maximum(last, 0),
+                               axis=1)
+    top = np.where(movable.any(axis=1), value[:, 0], 1.0)[:, None]
+    fixed = np.where(last >= 0, above, top) - TIE_STEP * slots
+    return np.where(movable, scores, fixed)
+
+
 def ranked(b: Batch, predicted: np.ndarray) -> np.ndarray:
-    """Users x items scores: candidates by ``predicted`` (in [0, 1]), every other unseen item
-    below them in the blend's order, seen items -inf. Trees predict in steps, so equal
-    predictions are common: the blend's order breaks those ties. Users without history keep
-    the blend's scores, which are LightFM's order: the ranker learnt only from users with one."""
+    """Users x items scores: per type, the candidates by ``predicted`` (in [0, 1]) except those
+    of items nobody has used, which keep the place the blend gave them (the ranker knows
+    nothing of them; LightFM's features do); every other unseen item below the candidates in
+    the blend's order; seen items -inf. Users without history keep the blend's scores, which
+    are LightFM's order: the ranker learnt only from users with one."""
     top = np.max(b.blend, axis=1, keepdims=True)
     top[~np.isfinite(top)] = 0.0
     scores = b.blend - top - 1.0  # at most -1: under every prediction
-    predicted = predicted.reshape(b.columns.shape) - TIE_STEP * b.rank
-    predicted = np.where(b.valid, predicted, -np.inf)
-    np.put_along_axis(scores, b.columns, predicted.astype(scores.dtype), axis=1)
+    predicted = predicted.reshape(b.columns.shape)
+    placed = np.empty(b.columns.shape, np.float64)
+    for lo, hi in b.blocks:
+        placed[:, lo:hi] = _reorder(predicted[:, lo:hi], b.valid[:, lo:hi] & ~b.new[:, lo:hi])
+    placed[~b.valid] = -np.inf
+    np.put_along_axis(scores, b.columns, placed.astype(scores.dtype), axis=1)
     scores[~b.warm] = b.blend[~b.warm]
     return scores
 
@@ -244,7 +275,7 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
         rows = users[start:start + BATCH_USERS]
         b = batch(lightfm(rows), train_part[rows], repeats[rows], sig)
         hits = np.asarray(held_out[rows][np.arange(len(rows))[:, None], b.columns].todense())
-        keep = b.valid.ravel()
+        keep = (b.valid & ~b.new).ravel()  # the ranker never moves items nobody used
         features.append(b.features[keep])
         labels.append((hits.ravel() > 0)[keep])
         owners.append(np.repeat(rows, b.columns.shape[1])[keep])

@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from recommender import baselines, evalreport, evaluate, itemitem, metrics
+from recommender.items import ITEM_TYPES
 from tests.factories import make_export
 
 SCORES = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32)
@@ -145,3 +146,20 @@ def test_run_writes_markdown_json_and_png(tmp_path):
     saved = json.loads(paths[1].read_text())
     assert saved["best_baseline"] in names
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cold_items_are_also_measured_within_each_type_as_the_lists_show_them():
+    data = make_export(n_users=150, n_items=40, seed=2)
+    part = evaluate.cold_split(data, 0.2, seed=1)
+    types = data.items.types
+    # Given a model that ranks every type's cold items perfectly but the types in the wrong
+    # order against each other (each type's scores sit in its own band)
+    truth = part.test.toarray()
+    band = (len(ITEM_TYPES) - types).astype(np.float32) * 10.0
+    scores = (band[None, :] + 0.5 * truth).astype(np.float32)
+    model = evaluate.Fitted("banded", "model", lambda rows: scores[rows], 0.0)
+    result = evaluate.measure_cold(model, part)
+    within = result["items_within_type"]
+    # Then within a type it is perfect (no better ranking exists), overall it is not
+    assert within["pairs"] > 0 and within["auc"] == pytest.approx(1.0)
+    assert result["items"]["auc"] < within["auc"]

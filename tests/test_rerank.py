@@ -40,7 +40,8 @@ def test_candidates_are_each_types_best_unseen_items_by_the_blend_in_order():
     types = np.array([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
     blend[0, [0, 1, 2]] = -np.inf  # user 0 has seen three items of type 0
     blend[1, 5:8] = -np.inf  # user 1 has seen every item of type 1
-    columns, rank, valid = rerank._candidates(blend, types, 3)
+    columns, rank, valid, blocks = rerank._candidates(blend, types, 3)
+    assert blocks == [(0, 3), (3, 6), (6, 9)]
     for row in range(3):
         for code, span in ((0, slice(0, 3)), (1, slice(3, 6)), (2, slice(6, 9))):
             members = np.flatnonzero(types == code)
@@ -268,3 +269,32 @@ def test_a_user_without_history_keeps_the_lightfm_order_under_the_ranker():
     scores = rerank.ranked(b, np.random.default_rng(18).random(b.columns.size))
     assert np.argsort(scores[2]).tolist() == np.argsort(lightfm[2]).tolist()
     assert np.argsort(scores[0]).tolist() != np.argsort(lightfm[0]).tolist()
+
+
+def test_reorder_sorts_the_movable_candidates_into_their_slots_and_keeps_the_others():
+    predicted = np.array([[0.2, 0.9, 0.5, 0.7, 0.1, 0.5]])
+    movable = np.array([[True, False, True, True, False, True]])
+    scores = rerank._reorder(predicted, movable)
+    order = np.argsort(-scores[0], kind="stable").tolist()
+    # movable slots 0, 2, 3, 5 take the movable items best first (3: 0.7, then 2 and 5 tied
+    # at 0.5 in the blend's order, then 0: 0.2); slots 1 and 4 keep items 1 and 4
+    assert order == [3, 1, 2, 5, 4, 0]
+    assert np.all(np.diff(scores[0][order]) < 0)
+
+
+def test_items_nobody_used_keep_the_place_the_blend_gave_them():
+    history = _history(6, 20, 0.25, seed=19).tolil()
+    history[:, [3, 7, 11]] = 0  # three items nobody used
+    history = sp.csr_matrix(history)
+    history.eliminate_zeros()
+    sig = _signals(history, np.zeros(20, int))
+    lightfm = np.random.default_rng(20).normal(size=(6, 20)).astype(np.float32)
+    b = rerank.batch(lightfm, history, history, sig, n=20)
+    scores = rerank.ranked(b, np.random.default_rng(21).random(b.columns.size))
+    for row in np.flatnonzero(b.warm):
+        by_blend = [i for i in np.argsort(-b.blend[row], kind="stable")
+                    if np.isfinite(b.blend[row, i])]
+        by_ranker = [i for i in np.argsort(-scores[row], kind="stable")
+                     if np.isfinite(scores[row, i])]
+        for item in (3, 7, 11):
+            assert by_ranker.index(item) == by_blend.index(item)
