@@ -109,7 +109,8 @@ def _precompute_bound(emb, top_k: int) -> float:
     n_candidates = sum(min(rerank.CANDIDATES, hi - lo) for lo, hi in bounds)
     started = time.perf_counter()
     if ranker:
-        cosine = (emb.positives.T @ emb.positives).toarray()
+        cosine = np.ascontiguousarray((emb.positives.T @ emb.positives).toarray(),
+                                      dtype=np.float32)
         rows = np.zeros((batch * n_candidates, len(rerank.FEATURES)), np.float32)
     for start in range(0, len(emb.user_emb), batch):
         scores = emb.user_emb[start:start + batch] @ items

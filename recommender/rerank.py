@@ -63,7 +63,8 @@ def signals(history: sp.csr_matrix, repeats: sp.csr_matrix, item_item: np.ndarra
     co = itemitem.gram(binary)
     norm = np.sqrt(np.diag(co))
     norm[norm == 0] = 1.0
-    cosine = (co / norm[:, None] / norm[None, :]).astype(np.float32)
+    # C order: the Gram matrix comes out in Fortran order, which sparse @ dense would copy.
+    cosine = np.ascontiguousarray(co / norm[:, None] / norm[None, :], dtype=np.float32)
     np.fill_diagonal(cosine, 0.0)
     users = np.diff(binary.tocsc().indptr).astype(np.float64)
     repeated = np.diff(itemitem.binary(repeats).tocsc().indptr)
