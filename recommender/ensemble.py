@@ -24,7 +24,7 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommend
 
 
 @dataclass(frozen=True)
-class Settings:
+class Search:
     """The layers' search space (train.TrainParams carries the defaults)."""
 
     lambdas: Sequence[float] = itemitem.LAMBDAS
@@ -89,12 +89,12 @@ def scorer(lightfm: ScoreFn, history: sp.spmatrix, repeats: sp.spmatrix,
 
 def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
            held_out: sp.csr_matrix, types: np.ndarray, measure: Callable[[ScoreFn], float],
-           settings: Settings, threads: int) -> Ensemble:
+           search: Search, threads: int) -> Ensemble:
     """The layers for ``lightfm`` (fitted on ``train_part``), by ``measure`` on ``held_out``.
     ``repeats`` holds the training part's rating-1 pairs."""
-    blend = itemitem.choose(train_part, lightfm, measure, settings.lambdas, settings.weights,
-                            settings.max_items)
-    if blend.lam is None or blend.weight == 0.0 or not settings.rerank:
+    blend = itemitem.choose(train_part, lightfm, measure, search.lambdas, search.weights,
+                            search.max_items)
+    if blend.lam is None or blend.weight == 0.0 or not search.rerank:
         return Ensemble(blend, train_part=train_part)
     assert blend.validation_weights is not None
     repeats = sp.csr_matrix(repeats.multiply(train_part > 0))
@@ -103,5 +103,5 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
     sig = rerank.signals(train_part, repeats, blend.validation_weights, blend.weight, types)
     chosen = rerank.choose(lightfm, train_part, repeats, held_out, sig,
                            blend.precision[f"{blend.lam:g}/{blend.weight:g}"], measure, threads,
-                           settings.seed, settings.rerank_users)
+                           search.seed, search.rerank_users)
     return Ensemble(blend, chosen, train_part, repeats, sig)

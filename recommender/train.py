@@ -168,11 +168,11 @@ def _choose_layers(model: LightFM, fs: FeatureSet, params: TrainParams,
                                max_users=params.blend_validation_users, seed=params.seed,
                                with_auc=False)["precision"]
 
-    settings = ensemble.Settings(params.item_item_lambdas, params.blend_weights,
-                                 params.item_item_max_items, params.rerank,
-                                 params.rerank_users, params.seed)
+    search = ensemble.Search(params.item_item_lambdas, params.blend_weights,
+                             params.item_item_max_items, params.rerank, params.rerank_users,
+                             params.seed)
     layers = ensemble.choose(_scorer(model, fs), train_part, fs.repeats, held_out,
-                             fs.item_types, measure, settings, num_threads)
+                             fs.item_types, measure, search, num_threads)
     for reason in (layers.blend.reason, layers.rerank.reason):
         if reason:
             log.info("layers on top of LightFM: %s", reason)

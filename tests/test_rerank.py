@@ -245,9 +245,9 @@ def test_the_re_ranker_survives_the_saved_arrays_and_publishes_the_same_lists():
 def test_the_layers_are_chosen_on_validation_and_score_users_out_of_sample():
     full, repeats, _, noise, types = _planted(seed=15)
     train_part, held_out = split_per_user(full + _planted(seed=15)[2], 0.3, seed=0)
-    settings = ensemble.Settings(lambdas=(5.0,), weights=(1.0,), rerank_users=10_000)
+    search = ensemble.Search(lambdas=(5.0,), weights=(1.0,), rerank_users=10_000)
     layers = ensemble.choose(lambda rows: noise[rows].copy(), train_part, repeats, held_out,
-                             types, _measure(train_part, held_out), settings, threads=1)
+                             types, _measure(train_part, held_out), search, threads=1)
     # The blend on noise is chosen; the re-ranker is tried on top of it
     assert layers.blend.weight == 1.0
     assert set(layers.rerank.precision) == {"blend", "reranked"}
