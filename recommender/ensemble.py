@@ -76,13 +76,15 @@ def blended(lightfm: ScoreFn, history: sp.spmatrix | None, weights: np.ndarray |
     return lambda rows: itemitem.blend(lightfm(rows), binary[rows], weights, weight)
 
 
-def scorer(lightfm: ScoreFn, history: sp.spmatrix, repeats: sp.spmatrix,
+def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | None,
            item_item: np.ndarray | None, weight: float, ranker: rerank.Ranker | None,
            types: np.ndarray) -> ScoreFn:
-    """What the published lists rank by, from the final models."""
+    """What the published lists rank by, from the final models; ``repeats`` (the rating-1
+    pairs) is needed only with a ``ranker``."""
     if ranker is None or item_item is None:
         return blended(lightfm, history, item_item, weight)
-    history, repeats = itemitem.binary(history), itemitem.binary(repeats)
+    if repeats is None:
+        raise ValueError("a re-ranked model needs its rating-1 pairs")
     sig = rerank.signals(history, repeats, item_item, weight, types)
     return lambda rows: ranker.scores(lightfm(rows), history[rows], repeats[rows], sig)
 

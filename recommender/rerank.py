@@ -112,21 +112,22 @@ def _candidates(blend: np.ndarray, types: np.ndarray,
     return picked, np.concatenate(ranks, axis=1), valid, blocks
 
 
-def _over_history(history: sp.csr_matrix, matrix: np.ndarray,
-                  columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per (user, candidate): the largest ``matrix[h, candidate]`` over the user's items h, and
-    how many of them exceed CLOSE. Zero for users without history."""
+def _over_history(history: sp.csr_matrix, matrix: np.ndarray, columns: np.ndarray,
+                  close: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per (user, candidate): the largest ``matrix[h, candidate]`` over the user's items h and,
+    given ``close``, how many of them exceed it (else None). Zero for users without history."""
     counts = np.diff(history.indptr)
     rows = np.repeat(np.arange(len(columns)), counts)
     values = matrix[history.indices[:, None], columns[rows]]  # stored pairs x candidates
     largest = np.zeros(columns.shape, np.float32)
-    close = np.zeros(columns.shape, np.float32)
+    above = None if close is None else np.zeros(columns.shape, np.float32)
     has = counts > 0
     if has.any():
         starts = history.indptr[:-1][has]
         largest[has] = np.maximum.reduceat(values, starts, axis=0)
-        close[has] = np.add.reduceat((values > CLOSE).astype(np.float32), starts, axis=0)
-    return largest, close
+        if above is not None:
+            above[has] = np.add.reduceat((values > close).astype(np.float32), starts, axis=0)
+    return largest, above
 
 
 def batch(lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix, sig: Signals,
@@ -149,7 +150,7 @@ def batch(lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix, s
     per_type = history @ sp.csr_matrix(
         (np.ones(len(sig.types), np.float32), (np.arange(len(sig.types)), sig.types)))
     type_share = per_type.toarray() / np.maximum(n_history, 1)[:, None]
-    largest_cosine, close = _over_history(history, sig.cosine, columns)
+    largest_cosine, close = _over_history(history, sig.cosine, columns, CLOSE)
     largest_weight, _ = _over_history(history, weights, columns)
     knn_z = _z(np.asarray(history @ sig.cosine, dtype=np.float32), history)
     repeats_z = _z(np.asarray(repeats @ weights, dtype=np.float32), history)

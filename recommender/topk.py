@@ -115,7 +115,7 @@ def user_lists(emb: Embeddings, k: int,
     item_item = None
     if emb.item_item is not None and emb.blend_weight:
         item_item = np.ascontiguousarray(emb.item_item[np.ix_(order.perm, order.perm)])
-    repeats = positives if emb.repeats is None else emb.repeats[:, order.perm].tocsr()
+    repeats = None if emb.repeats is None else emb.repeats[:, order.perm].tocsr()
 
     def lightfm(rows: np.ndarray) -> np.ndarray:
         scores = emb.user_emb[rows] @ items

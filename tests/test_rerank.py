@@ -61,7 +61,7 @@ def test_the_largest_and_the_close_count_over_history_equal_a_loop():
     history.eliminate_zeros()
     matrix = np.random.default_rng(2).random((15, 15)).astype(np.float32)
     columns = np.random.default_rng(3).integers(0, 15, (9, 5))
-    largest, close = rerank._over_history(history, matrix, columns)
+    largest, close = rerank._over_history(history, matrix, columns, rerank.CLOSE)
     for row in range(9):
         seen = history[row].indices
         if len(seen) == 0:
