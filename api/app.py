@@ -21,8 +21,8 @@ from api.metrics import MetricsEndpoint
 from api.observe import RequestObserver
 from api.reader import Reader
 from api.recommend import ColdCounters, SimilarItems, UserItems
-from recommender import logsetup, redisconn
-from recommender.config import Settings, load_or_exit
+from runtime import logsetup, redisconn
+from runtime.config import Settings, load_or_exit
 
 
 def create_app(settings: Settings | None = None, redis_client: redis.Redis | None = None, *,

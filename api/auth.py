@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import falcon
 
-from recommender.signing import USER_AGENT, signature
+from runtime.signing import USER_AGENT, signature
 
 log = logging.getLogger(__name__)
 

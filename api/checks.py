@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import redis
 import requests
 
-from recommender import overview
+from published import overview
 
 Facts = dict[str, str | int | float]
 

@@ -18,8 +18,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
-from recommender import redisconn
-from recommender.config import Settings
+from runtime import redisconn
+from runtime.config import Settings
 
 CONNECT_TIMEOUT = 0.3
 READ_TIMEOUT = 0.8

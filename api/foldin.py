@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from recommender.items import parse_item_key
+from runtime.items import parse_item_key
 
 MODEL_FIELDS = ("shape", "item_numbers", "item_types", "item_embeddings", "item_biases")
 

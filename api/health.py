@@ -18,7 +18,7 @@ import redis
 from api import checks
 from api.auth import AuthState
 from api.reader import Reader
-from recommender.config import Settings
+from runtime.config import Settings
 
 # Waiting for the broker beyond its own timeout means its check is stuck (DNS, say).
 BROKER_GRACE = 0.3

@@ -4,7 +4,7 @@ Under gunicorn (deploy/gunicorn.conf.py sets ``PROMETHEUS_MULTIPROC_DIR``) every
 writes its counters to memory-mapped files in that folder and ``/metrics``, whichever worker
 answers it, adds up all of them. Without the variable (tests, another WSGI server) a process
 reports its own counts. The per-tenant gauges are read from Redis when scraped
-(``recommender.tenantmetrics``), so they are the same whichever process answers.
+(``published.tenantmetrics``), so they are the same whichever process answers.
 
 ``/metrics`` is open, like the probes: Prometheus cannot sign requests. It discloses counts,
 latencies and per-tenant model facts, never a key, a signature or a URL; restrict it by network.
@@ -29,7 +29,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from api import envelope
-from recommender.tenantmetrics import TenantCollector
+from published.tenantmetrics import TenantCollector
 
 REQUESTS = Counter("totara_ml_http_requests", "Requests answered, by endpoint and outcome",
                    ["endpoint", "outcome"])

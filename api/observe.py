@@ -18,7 +18,7 @@ import falcon
 from prometheus_client import Counter, Histogram
 
 from api import metrics
-from recommender import logsetup
+from runtime import logsetup
 
 log = logging.getLogger("api.access")
 

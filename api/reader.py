@@ -17,7 +17,7 @@ import numpy as np
 import redis
 
 from api.foldin import MODEL_FIELDS, ModelArrays
-from recommender import keys, packing
+from published import keys, packing
 
 # Recent events read for fold-in; the consumer keeps at most 100.
 RECENT_EVENTS = 100

@@ -16,8 +16,8 @@ import numpy as np
 from api import envelope, params
 from api.metrics import COLD_ANSWERS
 from api.reader import Reader, Version
-from recommender import packing
-from recommender.items import TYPE_CODE, item_key, parse_item_key
+from published import packing
+from runtime.items import TYPE_CODE, item_key, parse_item_key
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import redis
 
 from api import checks
-from recommender import logsetup, overview
+from published import overview
+from runtime import logsetup
 
 MAX_TENANTS = 500
 BROKER_CACHE_SECONDS = 30.0

@@ -28,7 +28,7 @@ import redis
 
 from api import envelope
 from bench import reference, servers, wrk
-from recommender import keys, packing
+from published import keys, packing
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -149,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
                 env["WEB_CONCURRENCY"] = str(args.workers)
             export_dir = args.export_dir
             if export_dir is None:
-                from recommender import demo
+                from recommender.offline import demo
 
                 export_dir = tmp / "export"
                 demo.write_demo_export(export_dir, tenants=1, users=args.users,

@@ -1,6 +1,6 @@
 """The best precision@k any model can reach on demo data: an oracle that knows the generator.
 
-The demo generator (recommender.demo) puts every user and item in a hidden cluster and draws each
+The demo generator (offline.demo) puts every user and item in a hidden cluster and draws each
 interaction from the user's cluster with probability IN_CLUSTER (by item popularity), else from
 the whole catalogue. Ranking a user's unseen items by that true probability is what no model can
 beat on average. This replays the generator's random stream for tenant 0 of
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _truth(args: argparse.Namespace, data) -> tuple[np.ndarray, np.ndarray]:
     """(cluster per user row, interaction probability per cluster x item) of tenant 0."""
-    from recommender import demo
+    from recommender.offline import demo
 
     rng = np.random.default_rng([args.seed, 0])  # as write_demo_export seeds tenant 0
     n_clusters = int(np.clip(args.items // 15, 1, len(demo.THEMES)))
@@ -46,7 +46,9 @@ def _truth(args: argparse.Namespace, data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from recommender import demo, evaluate, export, metrics
+    from recommender.ingest import export
+    from recommender.model import ranking
+    from recommender.offline import demo, evaluate
 
     with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as scratch:
         demo.write_demo_export(Path(scratch), tenants=1, users=args.users, items=args.items,
@@ -54,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
         data = export.load_tenant(Path(scratch), "0")
     user_cluster, prob = _truth(args, data)
     part = evaluate.split(data, args.protocol, 0.2, 0)
-    report = metrics.ranking_report(lambda rows: prob[user_cluster[rows]],
+    report = ranking.ranking_report(lambda rows: prob[user_cluster[rows]],
                                     part.train_matrix(), part.test, (5, 10, 25), with_auc=False)
     print(f"demo tenant 0 (seed {args.seed}): {len(data.users)} users, {len(data.items)} items, "
           f"{len(data.interactions)} interactions; {part.test.nnz} held out ({args.protocol})")

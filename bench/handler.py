@@ -98,8 +98,8 @@ def main(args: argparse.Namespace) -> int:
 
     import api.app
     from api.observe import RequestObserver
-    from recommender.config import from_env
-    from recommender.signing import signed_headers
+    from runtime.config import from_env
+    from runtime.signing import signed_headers
     from tests.api.publish_fixture import USER_LISTS, publish_tiny_model
 
     key = "bench-key-0123456789"

@@ -51,8 +51,11 @@ def _split(timestamps: np.ndarray, new_share: float,
 
 
 def main(args: argparse.Namespace) -> int:
-    from recommender import evaluate, export, features, metrics, modelfile, train, warmstart
-    from recommender.publish import saved_arrays
+    from recommender.ingest import export
+    from recommender.model import features, ranking, train, warmstart
+    from recommender.offline import evaluate
+    from recommender.publish import modelfile
+    from recommender.publish.release import saved_arrays
 
     params = train.TrainParams()
     with tempfile.TemporaryDirectory(prefix="bench-incremental-") as scratch:
@@ -78,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         seen = evaluate.Split("incremental", new_export, test_pairs).train_matrix()
 
         def measure(fitted: train.FitResult, fs: features.FeatureSet) -> dict[str, float]:
-            return metrics.ranking_metrics(evaluate.lightfm_scorer(fitted, fs), seen, test_pairs,
+            return ranking.ranking_metrics(evaluate.lightfm_scorer(fitted, fs), seen, test_pairs,
                                            k=10)
 
         started = time.perf_counter()

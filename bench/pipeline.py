@@ -66,7 +66,8 @@ def _precompute_and_publish(client: redis.Redis, arrays, top_k: int) -> dict[str
     """The production publish, with time inside the list generators and the writes kept apart."""
     import struct
 
-    from recommender import publish, store
+    from published import versions
+    from recommender.publish import release
 
     spent = {"precompute": 0.0, "counting": 0.0, "entries": 0}
 
@@ -84,7 +85,7 @@ def _precompute_and_publish(client: redis.Redis, arrays, top_k: int) -> dict[str
             yield batch
 
     started = time.perf_counter()
-    publish.publish_arrays(client, "0", store.new_version(), arrays, {"status": "trained"},
+    release.publish_arrays(client, "0", versions.new_version(), arrays, {"status": "trained"},
                            top_k, batches=timed)
     total = time.perf_counter() - started
     spent["publish"] = total - spent["precompute"] - spent["counting"]
@@ -95,9 +96,9 @@ def _precompute_bound(emb, top_k: int) -> float:
     """Bare numpy: the same products (with the item-item part's, when the lists blend it, and
     the re-ranker's two more and its predictions, when they are re-ranked) and one
     argpartition per list, nothing else."""
-    from recommender import rerank
-    from recommender.items import FAMILY_OF_TYPE
-    from recommender.topk import BATCH_USERS
+    from recommender.model import rerank
+    from recommender.publish.topk import BATCH_USERS
+    from runtime.items import FAMILY_OF_TYPE
 
     order = np.argsort(emb.item_types, kind="stable")
     items = np.ascontiguousarray(emb.item_emb[order].T)
@@ -136,7 +137,7 @@ def _precompute_bound(emb, top_k: int) -> float:
 
 def _publish_bound(client: redis.Redis, emb, sample: list[tuple[int, bytes]]) -> float:
     """A bare pipelined client: the same hashes, fields and value sizes, nothing else."""
-    from recommender import keys
+    from published import keys
 
     size = round(np.mean([len(b) for _, b in sample]))
     blob = bytes(size)
@@ -161,7 +162,9 @@ def _publish_bound(client: redis.Redis, emb, sample: list[tuple[int, bytes]]) ->
 
 
 def main(args: argparse.Namespace) -> int:
-    from recommender import export, features, publish, topk, train
+    from recommender.ingest import export
+    from recommender.model import features, train
+    from recommender.publish import release, topk
 
     clock = Clock()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
@@ -174,9 +177,9 @@ def main(args: argparse.Namespace) -> int:
         fs = clock.run("features", features.build, data, args.algorithm)
         params = train.TrainParams(max_epochs=args.max_epochs)
         fitted = clock.run("fit", train.fit, fs, params, args.threads)
-        arrays = publish.saved_arrays(data, fitted.model, fs, fitted.item_item,
+        arrays = release.saved_arrays(data, fitted.model, fs, fitted.item_item,
                                       fitted.blend.weight, fitted.ranker)
-        emb = publish.embeddings(arrays, args.threads)
+        emb = release.embeddings(arrays, args.threads)
         process, url = servers.start_redis(tmp)
         try:
             client = redis.Redis.from_url(url)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from recommender.signing import signed_headers
+from runtime.signing import signed_headers
 
 # (endpoint, parameter, share of requests): Totara asks for user items on every dashboard with
 # the Recommendations block (three types), similar items on article and playlist pages.

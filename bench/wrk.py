@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recommender.signing import signed_headers
+from runtime.signing import signed_headers
 
 # The types Totara's own pages ask for (contract §2).
 ITEM_TYPES = ("container_course", "engage_microlearning", "container_workspace")

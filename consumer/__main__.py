@@ -11,7 +11,7 @@ from pathlib import Path
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "publish":
-        from consumer.publish import main as publish_main
+        from consumer.sender import main as publish_main
 
         return publish_main(argv[1:])
     parser = argparse.ArgumentParser(

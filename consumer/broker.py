@@ -5,8 +5,8 @@ from __future__ import annotations
 from kombu import Connection
 
 from consumer.topology import Topology, is_amqp
-from recommender.config import Settings
-from recommender.redisconn import broker_url
+from runtime.config import Settings
+from runtime.redisconn import broker_url
 
 # AMQP heartbeats: a worker whose process hangs is noticed by RabbitMQ within two intervals and
 # its message goes to another worker. The connection thread checks them every loop turn.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 
-from recommender import keys
+from published import keys
 
 MARKER_TTL_SECONDS = 7 * 24 * 3600  # far longer than any redelivery or retry chain
 

@@ -20,8 +20,8 @@ from kombu.message import Message
 
 from consumer import events
 from consumer import metrics as worker_metrics
-from consumer.publish import publish_event
 from consumer.retry import ATTEMPT_HEADER, LOCK_WAITS_HEADER, HeldRetries, RetryPolicy, header_int
+from consumer.sender import publish_event
 from consumer.topology import DEAD_ROUTING_KEY, Topology
 
 log = logging.getLogger("consumer")

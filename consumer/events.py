@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recommender.config import ALGORITHMS
-from recommender.items import parse_item_key
+from runtime.config import ALGORITHMS
+from runtime.items import parse_item_key
 
 VERSION = 1
 EXPORT_READY = "export-ready"

@@ -11,7 +11,7 @@ import json
 import redis
 
 from consumer.events import Event
-from recommender import keys
+from published import keys
 
 RECENT_MAX = 100
 RECENT_TTL_SECONDS = 30 * 24 * 3600

@@ -20,8 +20,8 @@ import redis
 
 from consumer.dedup import DoneMarkers
 from consumer.events import Event
-from recommender.config import Settings
-from recommender.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
+from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
+from runtime.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,10 @@ def default_train_fn(settings: Settings, client: redis.Redis, tenant: str, *,
 def default_tenants_fn(settings: Settings) -> list[str]:
     """The tenants of the current export: ML_EXPORT_DIR's tenants.csv, or Totara's."""
     if settings.export_dir is not None:
-        from recommender.export import read_tenants
+        from recommender.ingest.export import read_tenants
 
         return read_tenants(settings.export_dir)
-    from recommender.download import fetch_tenants
+    from recommender.ingest.download import fetch_tenants
 
     with tempfile.TemporaryDirectory(prefix="ml-tenants-") as tmp:
         return fetch_tenants(settings, Path(tmp))
@@ -58,7 +58,7 @@ def default_tenants_fn(settings: Settings) -> list[str]:
 def is_retryable(exc: BaseException) -> bool:
     """Infrastructure trouble that may pass (Totara busy or down, Redis away, disk)."""
     try:
-        from recommender.download import DownloadError
+        from recommender.ingest.download import DownloadError
     except ImportError:  # the module is optional for the consumer's own tests
         DownloadError = None  # noqa: N806
     if DownloadError is not None and isinstance(exc, DownloadError):

@@ -3,7 +3,7 @@
 What this process did: events by type and outcome, training time by stage, dead letters, waits
 for a tenant lock, whether a training runs now. What is true of every tenant (its published
 version, last successful run, validation quality) is read from Redis when scraped
-(``recommender.tenantmetrics``), so every worker reports it alike and a restart loses nothing.
+(``published.tenantmetrics``), so every worker reports it alike and a restart loses nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from prometheus_client import (
 from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.registry import Collector
 
-from recommender.tenantmetrics import TenantCollector
+from published.tenantmetrics import TenantCollector
 
 log = logging.getLogger("consumer")
 

@@ -1,6 +1,6 @@
 """Self-healing after Redis lost its data: republish the saved models from ML_MODELS_DIR.
 
-Redis holds only derived data; the trained models live on disk (recommender.modelfile). When a
+Redis holds only derived data; the trained models live on disk (publish.modelfile). When a
 Redis is restarted empty (no persistence, a failover to an empty replica, a FLUSHALL), every
 tenant's pointer is gone and the API answers "not ready yet". A thread of each worker checks
 every ``interval`` seconds whether a tenant that has a saved current model has no pointer in
@@ -24,9 +24,10 @@ from typing import Any
 
 import redis
 
-from recommender import keys, modelfile
-from recommender.config import Settings
-from recommender.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
+from published import keys
+from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
+from recommender.publish import modelfile
+from runtime.config import Settings
 
 log = logging.getLogger("consumer.recovery")
 

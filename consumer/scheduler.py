@@ -22,7 +22,7 @@ from collections.abc import Callable
 import redis
 
 from consumer import events
-from recommender import keys
+from published import keys
 
 log = logging.getLogger(__name__)
 

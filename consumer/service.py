@@ -15,10 +15,10 @@ from consumer.dedup import DoneMarkers
 from consumer.recovery import DEFAULT_INTERVAL_SECONDS, Recovery
 from consumer.retry import RetryPolicy
 from consumer.worker import Worker
-from recommender import logsetup
-from recommender.config import ConfigError, Settings, load_or_exit
-from recommender.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
-from recommender.redisconn import connect
+from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
+from runtime import logsetup
+from runtime.config import ConfigError, Settings, load_or_exit
+from runtime.redisconn import connect
 
 log = logging.getLogger("consumer")
 

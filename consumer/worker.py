@@ -32,7 +32,7 @@ from consumer.retry import RetryPolicy
 from consumer.runner import Runner
 from consumer.scheduler import Scheduler
 from consumer.topology import Topology
-from recommender import logsetup
+from runtime import logsetup
 
 log = logging.getLogger("consumer")
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the config may be loaded from another working directory
     sys.path.insert(0, str(ROOT))
 
-from recommender.config import load_or_exit  # noqa: E402
+from runtime.config import load_or_exit  # noqa: E402
 
 # Refuses to start (exit 2, one line) on a missing ML_TOTARA_KEY or any invalid ML_* value, in
 # the master, before workers are forked and fail one by one.
@@ -56,7 +56,7 @@ proc_name = "totara-ml-api"
 # through logconfig_dict: that turns gunicorn's access log on, which costs every request.
 from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
 
-from recommender import logsetup  # noqa: E402
+from runtime import logsetup  # noqa: E402
 
 logsetup.register_secrets([_settings.totara_key])
 # When an access log is asked for (--access-logfile -), its lines end with the request id.

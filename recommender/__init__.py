@@ -1,5 +1,8 @@
-"""Training side of the service: Totara export -> LightFM -> top-K lists published to Redis.
+"""The training side: a Totara export in, per-user and per-item top-K lists published out.
 
-Light modules (config, items, keys, packing, redisconn, signing) are shared with the API and the
-consumer; only ``train`` imports LightFM.
+Data flows through its subpackages in one direction: ``ingest`` (download, parse and validate
+the export) -> ``model`` (features, LightFM, the item-item and re-ranking layers) -> ``publish``
+(top-K lists, saved model files, a new version in Redis). ``pipeline`` runs one tenant through
+them; ``service`` is what the worker and the command line call. ``offline`` holds the tools that
+never run in production: evaluation, baselines, demo data, the OULAD import.
 """

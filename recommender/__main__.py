@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from recommender.config import Settings, load_or_exit
+from runtime.config import Settings, load_or_exit
 
 
 def _settings_for(export_dir: Path | None) -> tuple[Settings, Path | None]:
@@ -29,8 +29,11 @@ def _logging(settings: Settings) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     settings, export_dir = _settings_for(args.export_dir)
     _logging(settings)
-    from recommender import download, export, locks, pipeline, redisconn, summary
+    from published import locks, summary
+    from recommender import pipeline
     from recommender.console import ConsoleProgress, print_results
+    from recommender.ingest import download, export
+    from runtime import redisconn
 
     client = redisconn.connect(settings)
     tenants = args.tenant
@@ -75,8 +78,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     settings = load_or_exit(require_totara=False)
     _logging(settings)
-    from recommender import pipeline, redisconn
+    from recommender import pipeline
     from recommender.console import print_results
+    from runtime import redisconn
 
     results = pipeline.restore(settings, redisconn.connect(settings), args.tenant or None)
     print_results(results)
@@ -86,7 +90,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from recommender import demo
+    from recommender.offline import demo
 
     tenants = demo.write_demo_export(args.dir, tenants=args.tenants, users=args.users,
                                      items=args.items, interactions=args.interactions,
@@ -96,7 +100,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_import_oulad(args: argparse.Namespace) -> int:
-    from recommender import oulad
+    from recommender.offline import oulad
 
     counts = oulad.import_oulad(args.src, args.dir)
     print(f"wrote a Totara export of OULAD to {args.dir}: "
@@ -107,7 +111,8 @@ def cmd_import_oulad(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = load_or_exit(require_totara=False)
     _logging(settings)
-    from recommender import evalreport, evaluate, export
+    from recommender.ingest import export
+    from recommender.offline import evalreport, evaluate
 
     ks = tuple(int(k) for k in args.k.split(",") if k.strip())
     modes = tuple(args.algorithm.split(",")) if args.algorithm else (settings.algorithm,)

@@ -18,19 +18,12 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from recommender import (
-    download,
-    export,
-    features,
-    keys,
-    modelfile,
-    store,
-    summary,
-    train,
-    warmstart,
-)
-from recommender.config import Settings
-from recommender.publish import publish_arrays, saved_arrays
+from published import keys, summary, versions
+from recommender.ingest import download, export
+from recommender.model import features, train, warmstart
+from recommender.publish import modelfile
+from recommender.publish.release import publish_arrays, saved_arrays
+from runtime.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +143,7 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
          export_dir: Path | None, progress: Progress, params: train.TrainParams,
          exclusive: bool = False) -> None:
     tenant, algorithm = result.tenant, result.algorithm
-    store.collect_garbage(client, tenant, settings.publish_grace_seconds,
+    versions.collect_garbage(client, tenant, settings.publish_grace_seconds,
                           **({"orphan_idle_seconds": 0} if exclusive else {}))
     with tempfile.TemporaryDirectory(prefix="ml-export-") as scratch:
         try:
@@ -166,13 +159,13 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
             raise
     result.counts = {"users": len(data.users), "items": len(data.items),
                      "interactions": len(data.interactions)}
-    published = store.current_meta(client, tenant)
+    published = versions.current_meta(client, tenant)
     if (not force and published and published.get("export_fingerprint") == data.fingerprint
             and published.get("algorithm") == algorithm):
         result.status, result.version = "skipped", published.get("version")
         result.message = "this export is already published"
         return
-    version = store.new_version()
+    version = versions.new_version()
     meta = {"status": "trained", "algorithm": algorithm, "n_users": len(data.users),
             "n_items": len(data.items), "n_interactions": len(data.interactions),
             "export_fingerprint": data.fingerprint, "top_k": settings.top_k}
@@ -201,11 +194,11 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
         try:
             publish_arrays(client, tenant, version, arrays, meta, settings.top_k,
                            threads=settings.num_threads)
-        except store.StaleVersionError as exc:
+        except versions.StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
             return
     modelfile.mark_current(settings.models_dir, tenant, version)
-    store.collect_garbage(client, tenant, settings.publish_grace_seconds)
+    versions.collect_garbage(client, tenant, settings.publish_grace_seconds)
     result.version = version
     if result.status == "published":
         result.message = (f"trained: P@10 {result.metrics['precision_at_10']:.4f}, "
@@ -218,7 +211,7 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
 def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
          params: train.TrainParams, result: TenantResult, progress: Progress,
          meta: dict, force: bool) -> dict[str, np.ndarray]:
-    """Fit from the saved model when it fits this export (recommender.warmstart), else afresh;
+    """Fit from the saved model when it fits this export (recommender.model.warmstart), else afresh;
     ``force`` always fits afresh."""
     with _timed(result, "features", progress):
         fs = features.build(data, algorithm)
@@ -282,11 +275,11 @@ def restore(settings: Settings, client: redis.Redis,
             continue
         arrays, meta = modelfile.load(settings.models_dir, tenant, version)
         result.algorithm = meta.get("algorithm", "")
-        new = store.new_version()
+        new = versions.new_version()
         try:
             publish_arrays(client, tenant, new, arrays, meta, settings.top_k,
                            threads=settings.num_threads)
-        except store.StaleVersionError as exc:
+        except versions.StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
         else:
             result.status, result.version = "published", new

@@ -78,7 +78,7 @@ def oulad_dir() -> Path:
 
 @pytest.fixture
 def base_env(tmp_path: Path) -> dict[str, str]:
-    """A complete, valid environment for recommender.config.from_env, isolated in tmp_path."""
+    """A complete, valid environment for runtime.config.from_env, isolated in tmp_path."""
     return {
         "ML_TOTARA_URL": "http://127.0.0.1:9",
         "ML_TOTARA_KEY": "test-shared-secret-0123456789",

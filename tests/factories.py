@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.export import Interactions, Items, TenantExport, Users
-from recommender.items import ITEM_TYPES, item_key
+from recommender.ingest.export import Interactions, Items, TenantExport, Users
+from runtime.items import ITEM_TYPES, item_key
 
 
 def make_export(n_users: int = 200, n_items: int = 60, per_user: int = 8, clusters: int = 4,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from recommender import keys
-from recommender.redisconn import SOCKET_NAME
+from published import keys
+from runtime.redisconn import SOCKET_NAME
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -80,9 +80,10 @@ def test_restore_without_saved_models_says_so(cli_env):
 
 def test_train_leaves_alone_a_tenant_that_a_worker_is_training(base_env, tmp_path, fake_redis,
                                                              monkeypatch, capsys):
-    from recommender import demo, redisconn
+    from published.locks import TenantLock
     from recommender.__main__ import main
-    from recommender.locks import TenantLock
+    from recommender.offline import demo
+    from runtime import redisconn
 
     export_dir = tmp_path / "export"
     demo.write_demo_export(export_dir, tenants=2, users=60, items=30, interactions=600)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from recommender.config import ConfigError, from_env
+from runtime.config import ConfigError, from_env
 
 
 def test_defaults_follow_the_original_service(base_env):
@@ -102,10 +102,10 @@ def _start(env: dict[str, str], code: str) -> subprocess.CompletedProcess:
 def test_a_short_key_warns_once_at_start_without_showing_the_key(base_env):
     # Given a 9-character key, when an entry point loads the settings twice (as the worker does)
     env = {**base_env, "ML_TOTARA_KEY": "sEcReT-9c", "PATH": "/usr/bin:/bin"}
-    code = ("from recommender.config import load_or_exit\n"
+    code = ("from runtime.config import load_or_exit\n"
             "load_or_exit(require_totara=False); load_or_exit()\n"
             "import subprocess, sys\n"
-            "subprocess.run([sys.executable, '-c', 'from recommender.config import load_or_exit;"
+            "subprocess.run([sys.executable, '-c', 'from runtime.config import load_or_exit;"
             " load_or_exit()'], check=True)\n")
     result = _start(env, code)
     assert result.returncode == 0, result.stderr
@@ -116,5 +116,5 @@ def test_a_short_key_warns_once_at_start_without_showing_the_key(base_env):
 
 def test_a_long_enough_key_starts_silently(base_env):
     result = _start({**base_env, "PATH": "/usr/bin:/bin"},
-                    "from recommender.config import load_or_exit; load_or_exit()")
+                    "from runtime.config import load_or_exit; load_or_exit()")
     assert result.returncode == 0 and result.stderr == ""

@@ -2,7 +2,7 @@
 
 import pytest
 
-from recommender.config import ConfigError, from_env
+from runtime.config import ConfigError, from_env
 
 
 def test_metrics_port_and_log_format_default_to_9102_and_text(base_env):

@@ -11,8 +11,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recommender import export as exp
-from recommender.items import ITEM_TYPES
+from recommender.ingest import export as exp
+from runtime.items import ITEM_TYPES
 
 TENANT = "7"
 FILES = (exp.users_file(TENANT), exp.items_file(TENANT), f"user_interactions_{TENANT}.csv")

@@ -1,4 +1,4 @@
-"""recommender.demo: a synthetic export that is valid, deterministic and worth learning from."""
+"""offline.demo: a synthetic export that is valid, deterministic and worth learning from."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.demo import DEMO_NOW, WINDOW_SECONDS, write_demo_export
-from recommender.export import INTERACTION_COLUMNS, USER_COLUMNS, load_tenant, read_tenants
-from recommender.items import ITEM_TYPES, TYPE_CODE
+from recommender.ingest.export import INTERACTION_COLUMNS, USER_COLUMNS, load_tenant, read_tenants
+from recommender.offline.demo import DEMO_NOW, WINDOW_SECONDS, write_demo_export
+from runtime.items import ITEM_TYPES, TYPE_CODE
 
 SMALL = {"tenants": 3, "users": 600, "items": 150, "interactions": 9000}
 

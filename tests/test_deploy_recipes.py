@@ -16,11 +16,11 @@ from tests.conftest import ROOT
 yaml = pytest.importorskip("yaml")
 DEPLOY = ROOT / "deploy"
 METRIC_SOURCES = [ROOT / "api" / "metrics.py", ROOT / "consumer" / "metrics.py",
-                  ROOT / "recommender" / "tenantmetrics.py"]
+                  ROOT / "published" / "tenantmetrics.py"]
 
 
 def _config_variables() -> set[str]:
-    return set(re.findall(r'"(ML_[A-Z_]+)"', (ROOT / "recommender" / "config.py").read_text()))
+    return set(re.findall(r'"(ML_[A-Z_]+)"', (ROOT / "runtime" / "config.py").read_text()))
 
 
 def _manifests() -> list[dict]:

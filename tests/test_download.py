@@ -1,4 +1,4 @@
-"""recommender.download against tests/fake_totara.py: statuses, retries, signatures, timeouts."""
+"""ingest.download against tests/fake_totara.py: statuses, retries, signatures, timeouts."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import requests
 from fake_totara import FakeTotara
 
-from recommender import config
-from recommender.download import DownloadError, download_file, fetch_tenant, fetch_tenants
-from recommender.export import load_tenant
-from recommender.signing import signed_headers
+from recommender.ingest.download import DownloadError, download_file, fetch_tenant, fetch_tenants
+from recommender.ingest.export import load_tenant
+from runtime import config
+from runtime.signing import signed_headers
 
 KEY = "test-shared-secret-0123456789"
 FILES = ("user_interactions_0.csv", "user_data_0.csv", "item_data_0.csv")

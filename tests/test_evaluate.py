@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender import baselines, evalreport, evaluate, itemitem, metrics
-from recommender.items import ITEM_TYPES
+from recommender.model import itemitem, ranking
+from recommender.offline import baselines, evalreport, evaluate
+from runtime.items import ITEM_TYPES
 from tests.factories import make_export
 
 SCORES = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32)
@@ -22,7 +23,7 @@ def _fixed(scores: np.ndarray):
 
 def test_metrics_equal_a_hand_computed_ranking():
     # Ranking without the training item: 0 (hit), 2, 3 (hit), 4.
-    report = metrics.ranking_report(_fixed(SCORES), TRAIN, TEST, ks=(2, 3))
+    report = ranking.ranking_report(_fixed(SCORES), TRAIN, TEST, ks=(2, 3))
     at2, at3 = report["at"][2], report["at"][3]
     assert at2["precision"] == pytest.approx(0.5)
     assert at2["recall"] == pytest.approx(0.5)
@@ -38,7 +39,7 @@ def test_metrics_equal_a_hand_computed_ranking():
 
 def test_candidates_limit_the_ranking_and_the_held_out_items():
     candidates = np.array([True, True, True, False, True])
-    report = metrics.ranking_report(_fixed(SCORES), TRAIN, TEST, ks=(2,), candidates=candidates)
+    report = ranking.ranking_report(_fixed(SCORES), TRAIN, TEST, ks=(2,), candidates=candidates)
     # Item 3 is not a candidate: ranking 0 (hit), 2, 4 and one held-out item left.
     assert report["at"][2]["precision"] == pytest.approx(0.5)
     assert report["at"][2]["recall"] == pytest.approx(1.0)
@@ -49,7 +50,7 @@ def test_metrics_average_over_users_with_held_out_items_only():
     scores = np.array([[0.9, 0.1, 0.5], [0.1, 0.9, 0.5], [0.3, 0.2, 0.1]], np.float32)
     train = sp.csr_matrix((3, 3), dtype=np.float32)
     test = sp.csr_matrix(np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0]], np.float32))
-    got = metrics.ranking_metrics(_fixed(scores), train, test, k=1)
+    got = ranking.ranking_metrics(_fixed(scores), train, test, k=1)
     assert got["users"] == 2
     assert got["precision"] == pytest.approx(0.5)  # user 0 hits at rank 1, user 1 misses
     assert got["auc"] == pytest.approx((1.0 + 0.0) / 2)
@@ -58,7 +59,7 @@ def test_metrics_average_over_users_with_held_out_items_only():
 def test_holdout_mask_takes_the_last_fifth_of_each_user_by_order():
     users = np.array([0] * 10 + [1] * 4 + [2])
     order = np.r_[np.arange(10), np.arange(4), 0]
-    mask = metrics.holdout_mask(users, order, 0.2)
+    mask = ranking.holdout_mask(users, order, 0.2)
     assert mask[:10].tolist() == [False] * 8 + [True, True]
     assert not mask[10:].any()  # floor(4 * 0.2) = 0; a single pair always stays
 
@@ -123,13 +124,13 @@ def test_popularity_and_tuned_ease_on_clustered_data():
     train = part.train_matrix()
     lam, grid = baselines.tune_ease(train, seed=0)
     assert lam in grid and grid[lam] == max(grid.values())
-    pop = metrics.ranking_metrics(baselines.popularity(train), train, part.test)
-    ease = metrics.ranking_metrics(baselines.ease(train, lam), train, part.test)
+    pop = ranking.ranking_metrics(baselines.popularity(train), train, part.test)
+    ease = ranking.ranking_metrics(baselines.ease(train, lam), train, part.test)
     assert ease["precision"] > pop["precision"]
 
 
 def test_run_writes_markdown_json_and_png(tmp_path):
-    from recommender.train import TrainParams
+    from recommender.model.train import TrainParams
 
     data = make_export(n_users=150, n_items=40, seed=2)
     params = TrainParams(components=8, max_epochs=4, patience=2)

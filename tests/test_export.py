@@ -1,4 +1,4 @@
-"""recommender.export: parsing a Totara export folder and pinpointing malformed input."""
+"""recommender.ingest.export: parsing a Totara export folder and pinpointing malformed input."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.export import ExportError, dedupe_latest, load_tenant, read_tenants
-from recommender.items import TYPE_CODE
+from recommender.ingest.export import ExportError, dedupe_latest, load_tenant, read_tenants
+from runtime.items import TYPE_CODE
 
 TENANT = "3"
 USERS = "user_data_3.csv"

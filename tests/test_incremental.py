@@ -9,20 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender import (
-    config,
-    demo,
-    export,
-    features,
-    keys,
-    modelfile,
-    packing,
-    pipeline,
-    store,
-    train,
-)
-from recommender.publish import saved_arrays
-from recommender.warmstart import prepare, split_new_pairs
+from published import keys, packing, versions
+from recommender import pipeline
+from recommender.ingest import export
+from recommender.model import features, train
+from recommender.model.warmstart import prepare, split_new_pairs
+from recommender.offline import demo
+from recommender.publish import modelfile
+from recommender.publish.release import saved_arrays
+from runtime import config
 from tests.factories import make_export, reindex
 
 PARAMS = train.TrainParams(components=8, max_epochs=4, patience=1, incremental_max_epochs=3,
@@ -184,13 +179,13 @@ def test_retraining_on_a_grown_export_continues_the_saved_model(base_env, fake_r
     settings = _settings(base_env)
     first = pipeline.train_tenant(settings, fake_redis, "0", export_dir=before, params=PARAMS)
     assert first.status == "published", first.message
-    first_meta = store.current_meta(fake_redis, "0")
+    first_meta = versions.current_meta(fake_redis, "0")
     assert first_meta["fit"] == "full"
     # When the grown export is trained
     second = pipeline.train_tenant(settings, fake_redis, "0", export_dir=after, params=PARAMS)
     # Then it starts from the saved model and says so, with its baseline on the same pairs
     assert second.status == "published", second.message
-    meta = store.current_meta(fake_redis, "0")
+    meta = versions.current_meta(fake_redis, "0")
     assert meta["fit"] == "incremental" and meta["validation_pairs"] == "new"
     assert meta["incremental_from"] == first.version and meta["incremental_runs"] == "1"
     assert 0.0 <= float(meta["warm_baseline_precision_at_10"]) <= 1.0
@@ -215,7 +210,7 @@ def test_force_brings_back_a_full_fit(base_env, fake_redis, csv_exports):
     result = pipeline.train_tenant(settings, fake_redis, "0", export_dir=after, params=PARAMS,
                                    force=True)
     assert result.status == "published", result.message
-    meta = store.current_meta(fake_redis, "0")
+    meta = versions.current_meta(fake_redis, "0")
     assert meta["fit"] == "full" and meta["incremental_runs"] == "0"
 
 

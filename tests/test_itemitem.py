@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender import itemitem, topk
+from recommender.model import itemitem
+from recommender.publish import topk
 from tests.test_topk import _random_embeddings, assert_lists_rank_by
 
 
@@ -82,7 +83,7 @@ def _clustered(n_users=120, n_items=40, seed=6) -> sp.csr_matrix:
 
 
 def _measure_on(train_part: sp.csr_matrix, held_out: sp.csr_matrix):
-    from recommender.metrics import ranking_metrics
+    from recommender.model.ranking import ranking_metrics
 
     def measure(score):
         return ranking_metrics(score, train_part, held_out, k=5, with_auc=False)["precision"]
@@ -90,7 +91,7 @@ def _measure_on(train_part: sp.csr_matrix, held_out: sp.csr_matrix):
 
 
 def test_choose_blends_when_validation_shows_the_item_item_part_helps():
-    from recommender.metrics import split_per_user
+    from recommender.model.ranking import split_per_user
 
     train_part, held_out = split_per_user(_clustered(), 0.3, seed=0)
     noise = np.random.default_rng(7).normal(size=train_part.shape).astype(np.float32)
@@ -105,7 +106,7 @@ def test_choose_blends_when_validation_shows_the_item_item_part_helps():
 
 
 def test_choose_keeps_lightfm_alone_when_the_blend_does_not_help():
-    from recommender.metrics import split_per_user
+    from recommender.model.ranking import split_per_user
 
     train_part, held_out = split_per_user(_clustered(), 0.3, seed=0)
     truth = held_out.toarray() * 10.0

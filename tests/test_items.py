@@ -1,7 +1,7 @@
 """Totara item keys: component name followed by the numeric id, nothing else."""
 
 
-from recommender.items import parse_item_key
+from runtime.items import parse_item_key
 
 
 def test_item_keys_with_trailing_characters_are_not_items():

@@ -1,4 +1,4 @@
-"""recommender.logsetup: text and JSON lines, bound context, redaction of secrets."""
+"""runtime.logsetup: text and JSON lines, bound context, redaction of secrets."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import logging
 import threading
 
-from recommender import logsetup
-from recommender.signing import signature
+from runtime import logsetup
+from runtime.signing import signature
 
 
 def _logger(fmt: str) -> tuple[logging.Logger, io.StringIO]:

@@ -1,4 +1,4 @@
-"""recommender.oulad on the real OULAD tables (skipped when ../shared/data/oulad is absent)."""
+"""offline.oulad on the real OULAD tables (skipped when ../shared/data/oulad is absent)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.export import load_tenant, read_tenants
-from recommender.items import ITEM_TYPES
-from recommender.oulad import ACTIVITY_TYPES, BASE_TIME, import_oulad
+from recommender.ingest.export import load_tenant, read_tenants
+from recommender.offline.oulad import ACTIVITY_TYPES, BASE_TIME, import_oulad
+from runtime.items import ITEM_TYPES
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""recommender.overview: what the health check, status page and metrics read per tenant."""
+"""published.overview: what the health check, status page and metrics read per tenant."""
 
-from recommender import keys, overview
+from published import keys, overview
 
 
 def test_tenants_come_in_numeric_order_with_their_version_meta_and_last_run(fake_redis):

@@ -7,8 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender import config, demo, export, keys, modelfile, packing, pipeline, store, summary
-from recommender.train import TrainParams
+from published import keys, packing, summary, versions
+from recommender import pipeline
+from recommender.ingest import export
+from recommender.model.train import TrainParams
+from recommender.offline import demo
+from recommender.publish import modelfile
+from runtime import config
 
 FAST = TrainParams(components=16, max_epochs=8, patience=2)
 
@@ -37,7 +42,7 @@ def test_training_publishes_a_list_for_every_user_and_every_item(settings, fake_
                                                                   export_dir):
     result = _train(settings, fake_redis, "1")
     assert result.status == "published", result.message
-    version = store.current_version(fake_redis, "1")
+    version = versions.current_version(fake_redis, "1")
     assert version == result.version
     data = export.load_tenant(export_dir, "1")
     for user_id in data.users.ids.tolist():
@@ -46,7 +51,7 @@ def test_training_publishes_a_list_for_every_user_and_every_item(settings, fake_
         assert all(len(ids) <= 20 for ids, _ in packing.unpack_all(blob))
     for key, number in zip(data.items.keys, data.items.numbers.tolist(), strict=True):
         assert fake_redis.hexists(keys.item_bucket("1", version, number), key), key
-    meta = store.current_meta(fake_redis, "1")
+    meta = versions.current_meta(fake_redis, "1")
     assert int(meta["n_items"]) == len(data.items) and meta["status"] == "trained"
     # The chosen identity share and the compute spent are kept for diagnosis
     assert float(meta["identity_weight"]) in FAST.identity_weights
@@ -74,7 +79,7 @@ def test_a_malformed_export_leaves_the_published_lists_untouched(settings, fake_
     # Then the run fails naming the file and line, and the old version is still served
     assert result.status == "failed"
     assert "user_interactions_0.csv" in result.message and "line 3" in result.message
-    assert store.current_version(fake_redis, "0") == good.version
+    assert versions.current_version(fake_redis, "0") == good.version
     assert "user_interactions_0.csv" in summary.read(settings.logs_dir)[-1]["MSG"]
 
 
@@ -92,7 +97,7 @@ def test_a_tenant_with_too_little_data_is_published_as_not_trained(base_env, fak
     settings = config.from_env({**base_env, "ML_EXPORT_DIR": str(tmp_path)})
     result = _train(settings, fake_redis)
     assert result.status == "not_trained"
-    assert store.current_meta(fake_redis, "0")["status"] == "not_trained"
+    assert versions.current_meta(fake_redis, "0")["status"] == "not_trained"
     assert "too small" in summary.read(settings.logs_dir)[-1]["MSG"]
 
 
@@ -106,7 +111,7 @@ def test_promotion_gate_keeps_a_worse_model_out_unless_forced(settings, fake_red
     refused = _train(settings, fake_redis)
     assert refused.status == "rejected"
     assert "below 90%" in refused.message
-    assert store.current_version(fake_redis, "0") == first.version
+    assert versions.current_version(fake_redis, "0") == first.version
     assert "not published" in summary.read(settings.logs_dir)[-1]["MSG"]
     assert fake_redis.hget(keys.last_run("0"), "status") == b"rejected"
     # When the operator forces it, it is published
@@ -121,25 +126,25 @@ def test_restore_republishes_the_saved_models_into_an_empty_redis(settings, fake
     fake_redis.flushall()
     results = pipeline.restore(settings, fake_redis)
     assert [(r.tenant, r.status) for r in results] == [("1", "published")]
-    version = store.current_version(fake_redis, "1")
+    version = versions.current_version(fake_redis, "1")
     after = fake_redis.hget(keys.user_bucket("1", version, user_id), str(user_id))
     assert after == before
-    assert store.current_meta(fake_redis, "1")["precision_at_10"] == str(
+    assert versions.current_meta(fake_redis, "1")["precision_at_10"] == str(
         round(trained.metrics["precision_at_10"], 6))
 
 
 @pytest.mark.parametrize("algorithm", ["mf", "partial", "hybrid"])
 def test_each_algorithm_beats_popularity_on_held_out_demo_interactions(algorithm, tmp_path):
-    from recommender import features, metrics, train
+    from recommender.model import features, ranking, train
 
     demo.write_demo_export(tmp_path, tenants=1, users=600, items=150, interactions=12000, seed=5)
     data = export.load_tenant(tmp_path, "0")
     fs = features.build(data, algorithm)
     fitted = train.fit(fs, TrainParams(components=32, max_epochs=15, patience=3), 2)
     full = fs.interactions.tocsr()
-    train_part, held_out = metrics.split_per_user(full, 0.2, TrainParams().seed)
+    train_part, held_out = ranking.split_per_user(full, 0.2, TrainParams().seed)
     popularity = np.asarray(train_part.sum(axis=0)).ravel().astype(np.float32)
-    baseline = metrics.ranking_metrics(lambda rows: np.tile(popularity, (len(rows), 1)),
+    baseline = ranking.ranking_metrics(lambda rows: np.tile(popularity, (len(rows), 1)),
                                        train_part, held_out, k=10, with_auc=False)
     assert fitted.validation["precision"] > 1.1 * baseline["precision"], (
         fitted.validation, baseline)
@@ -152,7 +157,7 @@ def test_a_blended_model_is_saved_with_its_item_item_part_and_restored_identical
     weak = TrainParams(components=2, max_epochs=1, patience=1, item_item_lambdas=(10.0,),
                        blend_weights=(1.0, 4.0))
     trained = pipeline.train_tenant(settings, fake_redis, "1", params=weak, force=True)
-    meta = store.current_meta(fake_redis, "1")
+    meta = versions.current_meta(fake_redis, "1")
     assert float(meta["blend_weight"]) > 0 and meta["item_item_lambda"] == "10.0"
     arrays, saved_meta = modelfile.load(settings.models_dir, "1", trained.version)
     n_items = len(arrays["item_numbers"])
@@ -164,7 +169,7 @@ def test_a_blended_model_is_saved_with_its_item_item_part_and_restored_identical
     # When Redis is emptied and the saved model restored
     fake_redis.flushall()
     pipeline.restore(settings, fake_redis)
-    version = store.current_version(fake_redis, "1")
+    version = versions.current_version(fake_redis, "1")
     after = [fake_redis.hget(keys.user_bucket("1", version, u), str(u)) for u in user_ids[:20]]
     # Then the lists are the blended ones, byte for byte
     assert after == before and all(before)

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from recommender import demo, evaluate, export, features, train
-from recommender.metrics import ranking_report
+from recommender.ingest import export
+from recommender.model import features, train
+from recommender.model.ranking import ranking_report
+from recommender.offline import demo, evaluate
 from tests.factories import make_export
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender import ensemble, itemitem, publish, rerank, topk
-from recommender.metrics import ranking_metrics, split_per_user
+from recommender.model import ensemble, itemitem, rerank
+from recommender.model.ranking import ranking_metrics, split_per_user
+from recommender.publish import release, topk
 from tests.test_topk import _random_embeddings, assert_lists_rank_by
 
 
@@ -232,7 +233,7 @@ def test_the_re_ranker_survives_the_saved_arrays_and_publishes_the_same_lists():
               "positives_repeats": np.asarray(
                   emb.repeats[np.repeat(np.arange(40), np.diff(emb.positives.indptr)),
                               emb.positives.indices]).ravel().astype(np.uint8)}
-    restored = publish.embeddings(arrays)
+    restored = release.embeddings(arrays)
     assert restored.ranker is not None and restored.repeats is not None
     assert (restored.repeats != emb.repeats).nnz == 0
     # the positives share their index arrays with the repeats' source: both must be intact

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from recommender import modelfile, summary
+from published import summary
+from recommender.publish import modelfile
 
 
 def test_summary_log_has_the_original_header_and_keeps_the_newest_100_rows(tmp_path):

@@ -3,8 +3,9 @@
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import packing, topk
-from recommender.items import FAMILY_OF_TYPE, ITEM_TYPES
+from published import packing
+from recommender.publish import topk
+from runtime.items import FAMILY_OF_TYPE, ITEM_TYPES
 
 
 def _random_embeddings(n_users=37, n_items=53, dim=6, seed=1) -> topk.Embeddings:

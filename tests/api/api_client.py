@@ -8,8 +8,8 @@ import falcon.testing
 from api.app import create_app
 from api.auth import AuthState
 from api.recommend import ColdCounters
-from recommender.config import Settings
-from recommender.signing import signed_headers
+from runtime.config import Settings
+from runtime.signing import signed_headers
 
 KEY = "test-shared-secret-0123456789"  # the ML_TOTARA_KEY of tests/conftest.py's base_env
 

@@ -8,7 +8,7 @@ import fakeredis
 import pytest
 from api_client import KEY, Api
 
-from recommender.config import Settings, from_env
+from runtime.config import Settings, from_env
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A tiny published model for the API tests, written with the real publisher (recommender.store).
+"""A tiny published model for the API tests, written with the real publisher (published.versions).
 
 Two clusters of items, A and B, in every type: a user who interacted with A items must be
 recommended A items first by fold-in, while the popularity lists put B first, so the tests can
@@ -13,9 +13,9 @@ import time
 import numpy as np
 import redis
 
-from recommender import keys, packing
-from recommender.items import FAMILY_OF_TYPE, ITEM_TYPES, TYPE_CODE, item_key
-from recommender.store import VersionWriter
+from published import keys, packing
+from published.versions import VersionWriter
+from runtime.items import FAMILY_OF_TYPE, ITEM_TYPES, TYPE_CODE, item_key
 
 COURSE, WORKSPACE, ARTICLE, MICRO, PLAYLIST = (TYPE_CODE[t] for t in ITEM_TYPES)
 

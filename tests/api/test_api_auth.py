@@ -8,7 +8,7 @@ import pytest
 from api_client import KEY
 
 from api.auth import AuthState, TotaraAuth
-from recommender.signing import USER_AGENT, signature, signed_headers
+from runtime.signing import USER_AGENT, signature, signed_headers
 
 
 def test_signed_request_passes_and_records_its_time(api):

@@ -8,7 +8,7 @@ import numpy as np
 from publish_fixture import POPULAR, add_recent_events, publish_tiny_model
 
 from api.foldin import ModelArrays
-from recommender.items import TYPE_CODE
+from runtime.items import TYPE_CODE
 
 COLD_USER = 5000
 

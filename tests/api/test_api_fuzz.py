@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from publish_fixture import publish_tiny_model
 
 from api.app import create_app
-from recommender.config import from_env
-from recommender.signing import signed_headers
+from runtime.config import from_env
+from runtime.signing import signed_headers
 
 NAMES = st.sampled_from(["totara_user_id", "item_type", "tenant", "n_items", "totara_item_id",
                          "x", ""])

@@ -15,7 +15,7 @@ import requests
 from api_client import KEY
 from publish_fixture import publish_tiny_model
 
-from recommender.signing import signed_headers
+from runtime.signing import signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from api_client import KEY
 from fake_totara import FakeTotara
 from publish_fixture import publish_not_trained, publish_tiny_model
 
-from recommender import summary
+from published import summary
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_healthy_with_totara_reachable_and_a_model(make_api, settings, totara):
 
 
 def test_variance_is_the_skew_of_the_last_authenticated_request(make_api, settings, totara):
-    from recommender.signing import signed_headers
+    from runtime.signing import signed_headers
 
     api = make_api(dataclasses.replace(settings, totara_url=totara.url))
     body = api.get("/health-check", headers=signed_headers(KEY, time.time() - 20)).json

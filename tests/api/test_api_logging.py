@@ -11,8 +11,8 @@ import pytest
 from api_client import KEY
 from publish_fixture import publish_tiny_model
 
-from recommender import logsetup
-from recommender.signing import signed_headers
+from runtime import logsetup
+from runtime.signing import signed_headers
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from publish_fixture import publish_not_trained, publish_tiny_model
 
 from api import connection, metrics
-from recommender import keys
+from published import keys
 
 
 def _count(endpoint: str, outcome: str) -> float:

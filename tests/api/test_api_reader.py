@@ -8,7 +8,7 @@ from api_client import Api
 from publish_fixture import add_recent_events, publish_tiny_model
 
 from api.reader import Reader
-from recommender import keys
+from published import keys
 
 
 class CountingRedis(fakeredis.FakeRedis):

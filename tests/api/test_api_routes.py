@@ -14,7 +14,7 @@ from publish_fixture import publish_tiny_model
 
 from api import connection, home
 from api.reader import Reader
-from recommender.signing import signed_headers
+from runtime.signing import signed_headers
 
 
 def test_home_page_names_service_mode_and_endpoints(make_api, dev_settings):

@@ -16,8 +16,8 @@ from publish_fixture import publish_tiny_model
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from api.app import create_app
-from recommender.config import from_env
-from recommender.signing import signed_headers
+from runtime.config import from_env
+from runtime.signing import signed_headers
 
 
 def _app():

@@ -12,8 +12,8 @@ from api_client import KEY
 
 from api import auth
 from api.app import create_app
-from recommender.config import from_env
-from recommender.signing import USER_AGENT, signature, signed_headers
+from runtime.config import from_env
+from runtime.signing import USER_AGENT, signature, signed_headers
 
 SECRET_PASSWORDS = ("redis-pass-7f3a", "amqp-pass-91bc")
 

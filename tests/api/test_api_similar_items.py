@@ -6,7 +6,7 @@ import pytest
 from publish_fixture import ITEMS, publish_tiny_model
 
 from api import envelope
-from recommender.items import FAMILY_OF_TYPE, ITEM_TYPES, TYPE_CODE, item_key
+from runtime.items import FAMILY_OF_TYPE, ITEM_TYPES, TYPE_CODE, item_key
 
 
 def _ids(result):

@@ -10,7 +10,7 @@ from api_client import KEY
 from publish_fixture import publish_not_trained, publish_tiny_model
 
 from api import connection
-from recommender import keys
+from published import keys
 
 
 def seed(client: redis.Redis) -> None:

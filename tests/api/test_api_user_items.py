@@ -11,7 +11,7 @@ from publish_fixture import (
 )
 
 from api import envelope
-from recommender.items import ITEM_TYPES, TYPE_CODE
+from runtime.items import ITEM_TYPES, TYPE_CODE
 
 
 def failure(message):

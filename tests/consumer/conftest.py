@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workerkit import unique_prefix  # noqa: E402
 
 from consumer.topology import Topology  # noqa: E402
-from recommender.config import Settings, from_env  # noqa: E402
+from runtime.config import Settings, from_env  # noqa: E402
 
 
 @pytest.fixture

@@ -10,13 +10,15 @@ from workerkit import make_worker, running, wait_for
 
 from api.app import create_app
 from consumer import events, jobs
-from consumer.publish import send
+from consumer.sender import send
 from consumer.topology import Topology
-from recommender import demo, keys, pipeline
-from recommender.config import from_env
-from recommender.export import load_tenant
-from recommender.signing import signed_headers
-from recommender.train import TrainParams
+from published import keys
+from recommender import pipeline
+from recommender.ingest.export import load_tenant
+from recommender.model.train import TrainParams
+from recommender.offline import demo
+from runtime.config import from_env
+from runtime.signing import signed_headers
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import pytest
 
 from consumer.retry import HeldRetries, RetryPolicy, header_int
 from consumer.scheduler import SCHEDULED_HEADER, Scheduler
-from recommender import keys
-from recommender.locks import LockRegistry, TenantLock
+from published import keys
+from published.locks import LockRegistry, TenantLock
 
 # -- lock ------------------------------------------------------------------------------------
 

@@ -14,10 +14,10 @@ from workerkit import FakeTrainer, drain, make_worker, queue_depth, running, wai
 
 from consumer import events
 from consumer.delivery import DEAD_REASON_HEADER
-from consumer.publish import send
 from consumer.scheduler import SCHEDULED_HEADER
+from consumer.sender import send
 from consumer.topology import Topology
-from recommender import keys
+from published import keys
 
 pytestmark = pytest.mark.integration
 

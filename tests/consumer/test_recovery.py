@@ -7,8 +7,9 @@ import time
 import fakeredis
 
 from consumer.recovery import Recovery, default_restore_fn
-from recommender import keys, modelfile, store
-from recommender.locks import LockRegistry, TenantLock
+from published import keys, versions
+from published.locks import LockRegistry, TenantLock
+from recommender.publish import modelfile
 
 
 def _save(settings, tenant: str, version: str) -> None:
@@ -36,7 +37,7 @@ def test_tenants_with_a_saved_model_and_no_pointer_are_republished(settings, fak
     assert recovery.missing_tenants() == ["2"]
     # When the worker checks, then only tenant 2 is republished, as a new whole version
     assert recovery.check_once() == ["2"]
-    meta = store.current_meta(fake_redis, "2")
+    meta = versions.current_meta(fake_redis, "2")
     assert meta["status"] == "not_trained" and meta["tenant"] == "2"
     assert fake_redis.sismember(keys.TENANTS, "2")
     assert fake_redis.get(keys.lock("2")) is None  # released afterwards
@@ -49,7 +50,7 @@ def test_a_tenant_locked_by_a_training_is_left_to_it(settings, fake_redis):
     training = TenantLock(fake_redis, "3", ttl=5)
     assert training.acquire()
     assert _recovery(settings, fake_redis).check_once() == []
-    assert store.current_version(fake_redis, "3") is None
+    assert versions.current_version(fake_redis, "3") is None
 
 
 def test_of_two_workers_noticing_the_loss_one_restores(settings):
@@ -109,7 +110,7 @@ def test_a_damaged_saved_model_is_reported_once_and_does_not_block_other_tenants
     # Then tenant 6 was restored despite tenant 5, which was reported once, with its traceback
     reports = [r for r in caplog.records if "cannot be republished" in r.getMessage()]
     assert len(reports) == 1 and reports[0].exc_info is not None
-    assert store.current_version(fake_redis, "5") is None
+    assert versions.current_version(fake_redis, "5") is None
     # And once a training saves a new model for tenant 5, it is tried again
     _save(settings, "5", "1700000000000-00000007")
     assert recovery.check_once() == ["5"]

@@ -10,7 +10,7 @@ from workerkit import FakeTrainer, drain, make_worker, running, wait_for
 
 from consumer import events
 from consumer.delivery import DEAD_REASON_HEADER
-from consumer.publish import send
+from consumer.sender import send
 from consumer.topology import Topology
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ from workerkit import FakeTrainer, drain, make_worker, running, wait_for
 
 from consumer import events
 from consumer.delivery import DEAD_REASON_HEADER
-from consumer.publish import send
 from consumer.retry import ATTEMPT_HEADER
+from consumer.sender import send
 from consumer.topology import Topology
-from recommender import keys
+from published import keys
 
 
 @pytest.fixture

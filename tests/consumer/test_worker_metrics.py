@@ -16,10 +16,11 @@ from workerkit import FakeResult, make_worker, running, wait_for
 
 from consumer import events
 from consumer import metrics as worker_metrics
-from consumer.publish import send
+from consumer.sender import send
 from consumer.topology import Topology
-from recommender import keys, logsetup
-from recommender.locks import TenantLock
+from published import keys
+from published.locks import TenantLock
+from runtime import logsetup
 
 
 def _value(name: str, **labels: str) -> float:

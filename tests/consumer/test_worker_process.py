@@ -13,9 +13,9 @@ from kombu import Connection
 from workerkit import queue_depth, wait_for
 
 from consumer import events
-from consumer.publish import send
+from consumer.sender import send
 from consumer.topology import Topology
-from recommender import keys
+from published import keys
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from consumer.dedup import DoneMarkers
 from consumer.retry import RetryPolicy
 from consumer.topology import Topology, is_amqp
 from consumer.worker import Worker
-from recommender.locks import LockRegistry
+from published.locks import LockRegistry
 from tests.waiting import wait_for  # noqa: F401  (re-exported for the consumer tests)
 
 FAST_POLICY = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2, lock_wait_delay=0.05,

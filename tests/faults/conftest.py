@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import RabbitNode, RedisServer, stop_process  # noqa: E402
 
 from consumer.topology import Topology  # noqa: E402
-from recommender import demo  # noqa: E402
+from recommender.offline import demo  # noqa: E402
 
 KEY = "fault-suite-shared-secret-0123"
 SPARE_URL = "http://127.0.0.1:9"  # nothing listens there: Totara is never called by default

@@ -25,8 +25,9 @@ import redis  # noqa: E402
 
 from consumer.retry import RetryPolicy  # noqa: E402
 from consumer.service import load_settings, run_worker  # noqa: E402
-from recommender import pipeline, store  # noqa: E402
-from recommender.train import TrainParams  # noqa: E402
+from published import versions  # noqa: E402
+from recommender import pipeline  # noqa: E402
+from recommender.model.train import TrainParams  # noqa: E402
 
 FAST = TrainParams(components=8, max_epochs=4, patience=1, validation_users=200)
 
@@ -52,14 +53,14 @@ def _hold_publishing() -> None:
     delay = float(os.environ.get("FAULT_PUBLISH_DELAY", "0"))
     if not delay:
         return
-    original = store.VersionWriter._flush
+    original = versions.VersionWriter._flush
 
     def flush(self, pipe):
         original(self, pipe)
         _note(self.client, "fault:publishing", f"{self.tenant}:{self.version}")
         time.sleep(delay)
 
-    store.VersionWriter._flush = flush
+    versions.VersionWriter._flush = flush
 
 
 if __name__ == "__main__":

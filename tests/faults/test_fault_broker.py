@@ -14,7 +14,7 @@ from kombu import Connection
 from servers import start_worker, wait_for
 
 from consumer import events
-from consumer.publish import send
+from consumer.sender import send
 from consumer.topology import Topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,9 +13,12 @@ import requests
 from conftest import KEY
 from servers import Api
 
-from recommender import config, export, pipeline, store
-from recommender.signing import signed_headers
-from recommender.train import TrainParams
+from published import versions
+from recommender import pipeline
+from recommender.ingest import export
+from recommender.model.train import TrainParams
+from runtime import config
+from runtime.signing import signed_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,7 +78,7 @@ def test_publishing_under_steady_load_gives_no_error_and_no_failure_envelope(
         results = pipeline.restore(settings, client, ["0"])
         assert results[0].status == "published", results[0].message
         published.append(results[0].version)
-        deleted += store.collect_garbage(client, "0", settings.publish_grace_seconds)
+        deleted += versions.collect_garbage(client, "0", settings.publish_grace_seconds)
     for thread in threads:
         thread.join(SECONDS + 10)
 
@@ -87,5 +90,5 @@ def test_publishing_under_steady_load_gives_no_error_and_no_failure_envelope(
     assert problems == []
     assert len(latencies) >= 0.9 * CLIENTS * RATE_PER_CLIENT * SECONDS
     assert len(published) == PUBLISHES and deleted  # versions really changed under the readers
-    assert store.current_version(client, "0") == published[-1]
+    assert versions.current_version(client, "0") == published[-1]
     assert p99 < 2000

@@ -13,9 +13,11 @@ from conftest import KEY
 from servers import Tmpfs
 
 from api.app import create_app
-from recommender import config, keys, pipeline, store, summary
-from recommender.signing import signed_headers
-from recommender.train import TrainParams
+from published import keys, summary, versions
+from recommender import pipeline
+from recommender.model.train import TrainParams
+from runtime import config
+from runtime.signing import signed_headers
 
 pytestmark = [pytest.mark.integration]
 
@@ -65,7 +67,7 @@ def test_an_unwritable_models_dir_fails_the_run_and_leaves_the_lists_served(
     assert "ML_MODELS_DIR=" + str(models_fs.path) in message and reason in message
     assert "\n" not in message
     # And nothing was published: same version, same lists, no new version registered
-    assert store.current_version(client, "0") == first.version
+    assert versions.current_version(client, "0") == first.version
     assert [v.decode() for v in client.zrange(keys.versions("0"), 0, -1)] == [first.version]
     assert served() == before
     # And the failure is recorded for the health check and in train_summary.log

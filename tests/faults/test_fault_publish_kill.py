@@ -17,11 +17,14 @@ from kombu import Connection
 from servers import Api, start_worker, wait_for
 
 from consumer import events
-from consumer.publish import send
+from consumer.sender import send
 from consumer.topology import Topology
-from recommender import config, export, keys, pipeline, store
-from recommender.signing import signed_headers
-from recommender.train import TrainParams
+from published import keys, versions
+from recommender import pipeline
+from recommender.ingest import export
+from recommender.model.train import TrainParams
+from runtime import config
+from runtime.signing import signed_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -93,13 +96,13 @@ def test_sigkill_during_publish_never_shows_a_partial_version_and_the_next_run_r
         victim.wait(5)
         partial = client.lrange("fault:publishing", 0, 0)[0].decode().split(":", 1)[1]
         # Then the partial version is registered, has keys, no meta, and is not current
-        assert store.current_version(client, "0") == first.version
+        assert versions.current_version(client, "0") == first.version
         assert client.zscore(keys.versions("0"), partial) is not None
         assert client.exists(keys.model("0", partial)) and not client.exists(
             keys.meta("0", partial))
         # When another worker takes the redelivered event (after the dead one's lock expired)
         processes.append(start_worker(env, tmp_path / "successor.log"))
-        wait_for(lambda: store.current_version(client, "0") not in (first.version, None), 60,
+        wait_for(lambda: versions.current_version(client, "0") not in (first.version, None), 60,
                  "the successor published")
         wait_for(lambda: poller.requests > 40, 10, "more answers")
     # Then the partial version is gone, every key of it

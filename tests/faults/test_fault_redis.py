@@ -17,9 +17,12 @@ import requests
 from conftest import KEY
 from servers import ROOT, Api, start_worker, wait_for
 
-from recommender import config, export, keys, pipeline
-from recommender.signing import signed_headers
-from recommender.train import TrainParams
+from published import keys
+from recommender import pipeline
+from recommender.ingest import export
+from recommender.model.train import TrainParams
+from runtime import config
+from runtime.signing import signed_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

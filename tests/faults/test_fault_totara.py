@@ -25,10 +25,10 @@ from kombu import Connection
 from servers import Api, RedisServer, start_worker, stop_process, wait_for
 
 from consumer import events
-from consumer.publish import send
+from consumer.sender import send
 from consumer.topology import Topology
-from recommender import keys, summary
-from recommender.signing import signed_headers
+from published import keys, summary
+from runtime.signing import signed_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

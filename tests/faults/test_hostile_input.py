@@ -16,9 +16,11 @@ import pytest
 from conftest import KEY
 from servers import Api, RedisServer
 
-from recommender import config, keys, pipeline, store
-from recommender.signing import signed_headers
-from recommender.train import TrainParams
+from published import keys, versions
+from recommender import pipeline
+from recommender.model.train import TrainParams
+from runtime import config
+from runtime.signing import signed_headers
 
 pytestmark = [pytest.mark.integration]
 
@@ -145,7 +147,7 @@ def test_oversized_or_malformed_requests_are_refused_with_a_4xx(server, what):
 def test_damaged_data_in_redis_is_a_bare_500_in_production_and_named_only_in_dev(server):
     api, dev, client, root = server
     # Given user 2's stored lists are garbage (a bug or a tampered Redis)
-    version = store.current_version(client, "0")
+    version = versions.current_version(client, "0")
     bucket = keys.user_bucket("0", version, 2)
     original = client.hget(bucket, "2")
     client.hset(bucket, "2", b"\xff\x07garbage")

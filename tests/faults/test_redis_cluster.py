@@ -20,10 +20,12 @@ from redis.cluster import RedisCluster
 from servers import Api, RedisServer, free_port, port_open, start_worker, wait_for
 
 from consumer import events
-from consumer.publish import send
+from consumer.sender import send
 from consumer.topology import Topology
-from recommender import config, export, keys
-from recommender.signing import signed_headers
+from published import keys
+from recommender.ingest import export
+from runtime import config
+from runtime.signing import signed_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""The Redis key layout shared by the publisher (recommender.store) and the API.
+"""The Redis key layout shared by the publisher (published.versions) and the API.
 
 Every key of a tenant carries the tenant in a hash tag, ``ml:{<tenant>}:...``, so one tenant's
 keys live in one Redis Cluster slot: the pointer check-and-set script and the version clean-up
@@ -62,12 +62,12 @@ def meta(tenant: str, version: str) -> str:
 
 
 def model(tenant: str, version: str) -> str:
-    """Hash of raw little-endian arrays for real-time scoring (see recommender.store)."""
+    """Hash of raw little-endian arrays for real-time scoring (see published.versions)."""
     return f"ml:{{{tenant}}}:v:{version}:model"
 
 
 def popular(tenant: str, version: str) -> str:
-    """String: packed per-type popularity lists (recommender.packing, 5 sections)."""
+    """String: packed per-type popularity lists (published.packing, 5 sections)."""
     return f"ml:{{{tenant}}}:v:{version}:pop"
 
 

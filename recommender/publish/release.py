@@ -1,7 +1,7 @@
 """The arrays a trained tenant is made of, and their publication to Redis.
 
 ``saved_arrays`` is the one representation of a trained tenant: it is written to ML_MODELS_DIR
-(recommender.modelfile) and published from, so a fresh run and ``restore`` publish the same way.
+(publish.modelfile) and published from, so a fresh run and ``restore`` publish the same way.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import numpy as np
 import redis
 import scipy.sparse as sp
 
-from recommender import rerank, store, topk
-from recommender.export import TenantExport
-from recommender.features import FeatureSet
-from recommender.train import LightFM, parameter_arrays, representations
+from published import versions
+from recommender.ingest.export import TenantExport
+from recommender.model import rerank
+from recommender.model.features import FeatureSet
+from recommender.model.train import LightFM, parameter_arrays, representations
+from recommender.publish import topk
 
 
 def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet,
@@ -51,7 +53,7 @@ def saved_arrays(data: TenantExport, model: LightFM, fs: FeatureSet,
         "positives_indices": positives.indices.astype(np.int32),
         "popularity": popularity,
         # LightFM's own parameters per feature and optimiser state, for incremental fits
-        # (recommender.warmstart) and the API's feature fold-in.
+        # (recommender.model.warmstart) and the API's feature fold-in.
         **parameter_arrays(model),
         "user_feature_names": np.asarray(user_names, dtype=str),
         "item_feature_names": np.asarray(item_names, dtype=str),
@@ -106,7 +108,7 @@ def publish_arrays(client: redis.Redis, tenant: str, version: str,
     ``batches`` wraps the batch generators of the lists, so a benchmark can time the
     precompute apart from the writes of this same code. ``threads`` is the re-ranker's.
     """
-    writer = store.VersionWriter(client, tenant, version)
+    writer = versions.VersionWriter(client, tenant, version)
     try:
         if arrays:
             emb = embeddings(arrays, threads)
@@ -118,7 +120,7 @@ def publish_arrays(client: redis.Redis, tenant: str, version: str,
                 writer.write_items(batch)
         scalars = {k: v for k, v in meta.items() if isinstance(v, str | int | float)}
         writer.commit(scalars)
-    except store.StaleVersionError:
+    except versions.StaleVersionError:
         raise
     except BaseException:
         writer.abort()

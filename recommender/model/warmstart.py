@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import modelfile
-from recommender.export import TenantExport
-from recommender.features import FeatureSet
+from recommender.ingest.export import TenantExport
+from recommender.model.features import FeatureSet
+from recommender.publish import modelfile
 
 # LightFM's parameters per feature (``<side>_<parameter>`` on the model) and the optimiser state
 # next to them; the saved momentum is only used by adadelta.

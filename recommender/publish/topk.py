@@ -2,9 +2,9 @@
 
 Scores are ``user · item + item bias`` (LightFM's prediction without the user bias, which does not
 change a user's ranking), with the layers the model chose on top for users with a history
-(recommender.ensemble: the item-item blend, then the re-ranker). Items are reordered by type
+(recommender.model.ensemble: the item-item blend, then the re-ranker). Items are reordered by type
 once, so each type is a contiguous column block: a batch costs one matrix product, then one
-``argpartition`` per type. Lists are packed (recommender.packing) as they are produced, so a
+``argpartition`` per type. Lists are packed (published.packing) as they are produced, so a
 tenant's lists never sit in Python objects all at once."""
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import ensemble, packing, rerank
-from recommender.items import FAMILIES, ITEM_TYPES
+from published import packing
+from recommender.model import ensemble, rerank
+from recommender.model.ranking import mask_rows, top_k
+from runtime.items import FAMILIES, ITEM_TYPES
 
 BATCH_USERS = 2048
 
 
 @dataclass
 class Embeddings:
-    """What precompute needs, from a fresh fit or from a saved model (recommender.modelfile)."""
+    """What precompute needs, from a fresh fit or from a saved model (publish.modelfile)."""
 
     user_ids: np.ndarray  # int64, row i = user i
     user_emb: np.ndarray  # float32 users x dim
@@ -39,30 +41,6 @@ class Embeddings:
     blend_weight: float = 0.0
     ranker: rerank.Ranker | None = None  # reorders the blend's candidates
     repeats: sp.csr_matrix | None = None  # users x items: the rating-1 pairs, for the ranker
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of each row's ``k`` best scores, best first."""
-    n = scores.shape[1]
-    k = min(k, n)
-    if k == 0:
-        empty = np.empty((scores.shape[0], 0))
-        return empty.astype(np.int64), empty.astype(scores.dtype)
-    if k < n:
-        # Partitioning at n - k selects the k largest without a negated copy of the scores.
-        part = np.argpartition(scores, n - k, axis=1)[:, n - k:]
-    else:
-        part = np.broadcast_to(np.arange(n), scores.shape).copy()
-    values = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-values, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
-
-
-def mask_rows(scores: np.ndarray, matrix: sp.csr_matrix, start: int) -> None:
-    """Set ``scores[i, j] = -inf`` where ``matrix[start + i, j]`` is stored."""
-    block = matrix[start:start + scores.shape[0]]
-    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-    scores[rows, block.indices] = -np.inf
 
 
 class _TypeOrder:

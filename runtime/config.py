@@ -39,7 +39,7 @@ class Settings:
     algorithm: str
     dev: bool
     bind: str
-    redis_url: str | None  # None: the embedded server (see recommender.redisconn)
+    redis_url: str | None  # None: the embedded server (see runtime.redisconn)
     broker_url: str | None  # None: the same Redis as redis_url
     broker_prefix: str  # names of the exchange and queues (docs/events.md)
     export_dir: Path | None

@@ -1,4 +1,4 @@
-"""Reports of recommender.evaluate: Markdown, JSON and a PNG of precision@k and recall@k vs k."""
+"""Reports of offline.evaluate: Markdown, JSON and a PNG of precision@k and recall@k vs k."""
 
 from __future__ import annotations
 

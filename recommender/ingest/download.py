@@ -20,9 +20,9 @@ from pathlib import Path
 
 import requests
 
-from recommender import export
-from recommender.config import Settings
-from recommender.signing import signed_headers
+from recommender.ingest import export
+from runtime.config import Settings
+from runtime.signing import signed_headers
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """What published lists rank by on top of LightFM, each layer chosen on the validation split.
 
 1. LightFM alone: the only layer for users without history and for the API's fold-in.
-2. Its blend with EASE^R (recommender.itemitem), if validation P@10 says it helps.
-3. The re-ranker over the blend's candidates (recommender.rerank), if its cross-fitted
+2. Its blend with EASE^R (recommender.model.itemitem), if validation P@10 says it helps.
+3. The re-ranker over the blend's candidates (recommender.model.rerank), if its cross-fitted
    validation P@10 beats the blend's.
 
 ``choose`` runs on the models train.fit fitted on the training part of its split. The item-item
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import itemitem, rerank
+from recommender.model import itemitem, rerank
 
-ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.metrics)
+ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from recommender.config import Settings
+from runtime.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
-ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.metrics)
+ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
 
 LAMBDAS = (12.5, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)
 WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)

@@ -5,7 +5,7 @@ every model on the training part and measures them on the held-out part, overall
 type. Production is measured exactly as it trains (``features.build`` + ``train.fit`` with the
 default parameters, early stopping and refit included). A second split holds out whole users and
 whole items (all of their interactions) to measure cold start: only models that use features can
-rank those. Reports are rendered by recommender.evalreport.
+rank those. Reports are rendered by recommender.offline.evalreport.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import baselines, ensemble, features, train
-from recommender.export import Interactions, TenantExport
-from recommender.items import ITEM_TYPES
-from recommender.metrics import ScoreFn, holdout_mask, ranking_report, split_per_user
+from recommender.ingest.export import Interactions, TenantExport
+from recommender.model import ensemble, features, train
+from recommender.model.ranking import ScoreFn, holdout_mask, ranking_report, split_per_user
+from recommender.offline import baselines
+from runtime.items import ITEM_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def cold_split(data: TenantExport, fraction: float = 0.1, seed: int = 0) -> Spli
 
 def lightfm_scorer(fitted: train.FitResult, fs: features.FeatureSet) -> ScoreFn:
     _, user_emb, item_bias, item_emb = train.representations(fitted.model, fs)
-    # The published score: user . item + item bias (recommender.topk).
+    # The published score: user . item + item bias (recommender.publish.topk).
     return lambda rows: user_emb[rows] @ item_emb.T + item_bias
 
 

@@ -25,9 +25,9 @@ import lightgbm
 import numpy as np
 import scipy.sparse as sp
 
-from recommender import itemitem
+from recommender.model import itemitem
 
-ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.metrics)
+ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
 
 CANDIDATES = 50  # per item type: the published lists' default length (ML_TOP_K)
 CLOSE = 0.3  # cosine above which a history item counts as close to a candidate

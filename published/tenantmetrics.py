@@ -16,7 +16,7 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from recommender import overview
+from published import overview
 
 # The health check's bound: beyond it, tenants are left out of the metrics rather than
 # making every scrape slow.

@@ -1,7 +1,7 @@
 """Reference recommenders for the evaluation: popularity, item-kNN (cosine) and EASE^R.
 
 They only see the training interactions (users x items, 1 per pair) and return a score function
-``rows -> users x items`` for recommender.metrics. None of them can place an item nobody has
+``rows -> users x items`` for recommender.model.ranking. None of them can place an item nobody has
 interacted with; for users without history they all fall back to popularity (a tiny popularity
 term breaks ties), which is what a deployed collaborative filter would do.
 """
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.itemitem import binary as _binary
-from recommender.itemitem import ease_weights, gram
-from recommender.metrics import ScoreFn, ranking_metrics, split_per_user
+from recommender.model.itemitem import binary as _binary
+from recommender.model.itemitem import ease_weights, gram
+from recommender.model.ranking import ScoreFn, ranking_metrics, split_per_user
 
 EASE_LAMBDAS = (1.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 3000.0)
 EASE_MAX_ITEMS = 20000  # a dense items x items inverse beyond this costs minutes and gigabytes

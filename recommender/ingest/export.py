@@ -3,7 +3,7 @@
 Files are what PHP's fputcsv writes: comma, ``"`` quoting (doubled inside), ``\\n`` line ends.
 A UTF-8 byte-order mark and ``\\r\\n`` line ends are accepted, blank lines skipped, and spaces
 around numbers tolerated. Good files are read by pyarrow and checked with vectorised functions;
-a bad one is re-read row by row to name its first problem exactly (recommender.csvfile).
+a bad one is re-read row by row to name its first problem exactly (recommender.ingest.csvfile).
 Every problem raises ExportError with one line: ``<file> line <n>: <problem>``.
 """
 
@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from recommender import csvfile
-from recommender.csvfile import Fallback, RowCheck, RowProblem, is_whole, require
-from recommender.items import ITEM_TYPES, parse_item_key
+from recommender.ingest import csvfile
+from recommender.ingest.csvfile import Fallback, RowCheck, RowProblem, is_whole, require
+from runtime.items import ITEM_TYPES, parse_item_key
 
 # One-hot columns of user_data (contract §5) and the free-text ones.
 USER_MULTI_COLUMNS = ("interests", "asp_position", "positions", "organisations", "badges")
@@ -70,7 +70,7 @@ class Users:
 @dataclass
 class Items:
     keys: list[str]  # "engage_article12", in file order; row i is item i
-    types: np.ndarray  # uint8 type code (recommender.items.TYPE_CODE)
+    types: np.ndarray  # uint8 type code (runtime.items.TYPE_CODE)
     numbers: np.ndarray  # uint32 numeric Totara id (prefix removed)
     tag_names: list[str]  # the topic_*/tag_* column names, in file order
     tags: sp.csr_matrix  # n_items x n_tags, 1.0 where the flag is 1

@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from recommender.export import Interactions, Items, TenantExport, Users
-from recommender.items import ITEM_TYPES
+from recommender.ingest.export import Interactions, Items, TenantExport, Users
+from runtime.items import ITEM_TYPES
 
 TOP_VALUES = 30  # per one-hot user column, as the original
 TFIDF_TERMS = 2000
@@ -65,7 +65,7 @@ class FeatureSet:
     interactions: sp.coo_matrix  # users x items, 1.0 per (user, item) pair
     weights: sp.coo_matrix  # same pattern, RATING_WEIGHTS by rating
     repeats: sp.csr_matrix  # the pairs with rating 1 (used on more than one occasion)
-    item_types: np.ndarray  # type code per item (recommender.items)
+    item_types: np.ndarray  # type code per item (runtime.items)
     user_features: sp.csr_matrix | None  # None: identity only (mf)
     item_features: sp.csr_matrix | None
     user_feature_names: list[str]

@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
         return 0
     from consumer import broker
-    from recommender.config import ConfigError, load_or_exit
+    from runtime.config import ConfigError, load_or_exit
 
     settings = load_or_exit(require_totara=False)  # publishing never talks to Totara
     try:

@@ -20,10 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from recommender import ensemble, itemitem, rerank
-from recommender.features import FeatureSet
-from recommender.metrics import ScoreFn, ranking_metrics, split_per_user
-from recommender.warmstart import (
+from recommender.model import ensemble, itemitem, rerank
+from recommender.model.features import FeatureSet
+from recommender.model.ranking import ScoreFn, ranking_metrics, split_per_user
+from recommender.model.warmstart import (
     MIN_HELD_OUT,
     PARAMETERS,
     SIDES,
@@ -59,17 +59,17 @@ class TrainParams:
     identity_tolerance: float = 0.01
     validation_fraction: float = 0.2
     validation_users: int = 3000  # users sampled for the per-epoch check
-    # Warm starts (recommender.warmstart) need few epochs; they stop sooner too.
+    # Warm starts (recommender.model.warmstart) need few epochs; they stop sooner too.
     incremental_max_epochs: int = 10
     incremental_patience: int = 2
-    # The item-item part blended into warm users' lists (recommender.itemitem): the lambda and
+    # The item-item part blended into warm users' lists (recommender.model.itemitem): the lambda and
     # the weight are chosen on the validation split, weight 0 being LightFM alone; no lambdas
     # turn it off.
     item_item_lambdas: tuple[float, ...] = itemitem.LAMBDAS
     blend_weights: tuple[float, ...] = itemitem.WEIGHTS
     item_item_max_items: int = itemitem.MAX_ITEMS
     blend_validation_users: int = 20000  # more than per epoch: the grid's steps are small
-    # The re-ranker over the blend's candidates (recommender.rerank), trained on at most
+    # The re-ranker over the blend's candidates (recommender.model.rerank), trained on at most
     # ``rerank_users`` validation users; only tried when the blend is chosen.
     rerank: bool = True
     rerank_users: int = 5000
@@ -104,7 +104,7 @@ class FitResult:
 
 # The original service (contract §5): WARP with adadelta, LightFM's defaults otherwise, L2 1e-3 on
 # features (0 in mf). Its epochs and components come from a search per tenant; see
-# recommender.evaluate.original_search.
+# recommender.offline.evaluate.original_search.
 ORIGINAL = TrainParams(components=50, loss="warp", learning_schedule="adadelta",
                        item_alpha=1e-3, user_alpha=1e-3, max_sampled=10)
 

@@ -6,7 +6,7 @@ file record by record with Python's csv module: its record positions give the ex
 line of the first problem even when quoted fields span lines, so messages are exact and good
 files never pay for the slow pass.
 
-Problems are reported as ``BadFile`` with a complete one-line message; recommender.export turns
+Problems are reported as ``BadFile`` with a complete one-line message; ingest.export turns
 them into its ExportError.
 """
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 import redis
 
-from recommender import keys
+from published import keys
 
 log = logging.getLogger(__name__)
 

@@ -51,9 +51,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from recommender.demo import write_php_csv
-from recommender.export import TENANTS_FILE, USER_COLUMNS, interactions_file, items_file, users_file
-from recommender.items import ITEM_TYPES
+from recommender.ingest.export import (
+    TENANTS_FILE,
+    USER_COLUMNS,
+    interactions_file,
+    items_file,
+    users_file,
+)
+from recommender.offline.demo import write_php_csv
+from runtime.items import ITEM_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from recommender.export import (
+from recommender.ingest.export import (
     INTERACTION_COLUMNS,
     TENANTS_FILE,
     USER_COLUMNS,
@@ -29,7 +29,7 @@ from recommender.export import (
     items_file,
     users_file,
 )
-from recommender.items import FAMILY_OF_TYPE, ITEM_TYPES
+from runtime.items import FAMILY_OF_TYPE, ITEM_TYPES
 
 # Fixed "now" so the same seed always writes the same bytes (2026-01-01 00:00 UTC).
 DEMO_NOW = 1_767_225_600

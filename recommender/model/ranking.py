@@ -12,9 +12,31 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.topk import mask_rows, top_k
-
 ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of each row's ``k`` best scores, best first."""
+    n = scores.shape[1]
+    k = min(k, n)
+    if k == 0:
+        empty = np.empty((scores.shape[0], 0))
+        return empty.astype(np.int64), empty.astype(scores.dtype)
+    if k < n:
+        # Partitioning at n - k selects the k largest without a negated copy of the scores.
+        part = np.argpartition(scores, n - k, axis=1)[:, n - k:]
+    else:
+        part = np.broadcast_to(np.arange(n), scores.shape).copy()
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
+
+
+def mask_rows(scores: np.ndarray, matrix: sp.csr_matrix, start: int) -> None:
+    """Set ``scores[i, j] = -inf`` where ``matrix[start + i, j]`` is stored."""
+    block = matrix[start:start + scores.shape[0]]
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    scores[rows, block.indices] = -np.inf
 
 
 def split_per_user(matrix: sp.csr_matrix, fraction: float,

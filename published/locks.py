@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import redis
 
-from recommender import keys
+from published import keys
 
 log = logging.getLogger(__name__)
 

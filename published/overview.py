@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import redis
 
-from recommender import keys
+from published import keys
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Reading a Totara export: signed downloads, CSV parsing, validation into arrays."""
