@@ -39,10 +39,10 @@ class AuthState:
 class TotaraAuth:
     """Falcon middleware checking X-Totara-Time, X-Totara-Ml-Key and the User-Agent."""
 
-    def __init__(self, key: str | None, dev: bool, state: AuthState,
+    def __init__(self, shared_secret: str | None, dev: bool, state: AuthState,
                  clock: Callable[[], float] = time.time) -> None:
-        # An empty configured key never matches (contract §1); None disables every request.
-        self._key = key or None
+        # An empty configured secret never matches (contract §1); None disables every request.
+        self._secret = shared_secret or None
         self._check_agent = not dev
         self._state = state
         self._clock = clock
@@ -63,19 +63,19 @@ class TotaraAuth:
             resp.text = failure
             resp.complete = True
 
-    def check(self, stamp: str | None, key: str | None, agent: str | None) -> str | None:
-        """None when the headers are valid, else the text of the 401."""
-        if self._key is None or not stamp or not key or _STAMP.match(stamp) is None:
+    def check(self, stamp: str | None, sent: str | None, agent: str | None) -> str | None:
+        """None when the headers (time, signature, agent) are valid, else the text of the 401."""
+        if self._secret is None or not stamp or not sent or _STAMP.match(stamp) is None:
             return INVALID
         if self._check_agent and agent != USER_AGENT:
             return INVALID
-        expected = signature(stamp, self._key).encode("ascii")
-        if not hmac.compare_digest(expected, key.encode("utf-8", "replace")):
+        expected = signature(stamp, self._secret).encode("ascii")
+        if not hmac.compare_digest(expected, sent.encode("utf-8", "replace")):
             return INVALID
         # The clock is judged only once the signature holds: telling a caller without the key
         # that its clock is off would help nobody but an attacker.
-        sent = int(stamp)
-        if abs(self._clock() - sent) >= MAX_SKEW_SECONDS:
+        sent_at = int(stamp)
+        if abs(self._clock() - sent_at) >= MAX_SKEW_SECONDS:
             return CLOCKS
-        self._state.last_time = sent
+        self._state.last_time = sent_at
         return None

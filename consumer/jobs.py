@@ -10,49 +10,23 @@ Jobs return an ``Outcome`` or raise; the worker decides on ack, retry or dead-le
 from __future__ import annotations
 
 import logging
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
 
 from consumer.dedup import DoneMarkers
 from consumer.events import Event
-from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
+from published.locks import DEFAULT_TTL_SECONDS, LockRegistry
+from recommender.service import TenantsFn, TrainFn, TrainingService
 from runtime.config import Settings
 
 log = logging.getLogger(__name__)
 
-TrainFn = Callable[..., Any]  # recommender.pipeline.train_tenant's signature
-TenantsFn = Callable[[Settings], list[str]]
-
-# Statuses of recommender.pipeline.TenantResult after which the event is done for good
+# Statuses of a training's result after which the event is done for good
 # ("rejected": the promotion gate kept a worse model out; running it again changes nothing).
 SUCCESS_STATUSES = ("published", "not_trained", "skipped", "stale", "rejected")
 FAILED = "failed"
-
-
-def default_train_fn(settings: Settings, client: redis.Redis, tenant: str, *,
-                     algorithm: str | None = None, force: bool = False) -> Any:
-    from recommender.pipeline import train_tenant  # imported late: heavy (LightFM, numpy)
-
-    # exclusive: run_train holds the tenant's lock while this runs.
-    return train_tenant(settings, client, tenant, algorithm=algorithm, force=force,
-                        exclusive=True)
-
-
-def default_tenants_fn(settings: Settings) -> list[str]:
-    """The tenants of the current export: ML_EXPORT_DIR's tenants.csv, or Totara's."""
-    if settings.export_dir is not None:
-        from recommender.ingest.export import read_tenants
-
-        return read_tenants(settings.export_dir)
-    from recommender.ingest.download import fetch_tenants
-
-    with tempfile.TemporaryDirectory(prefix="ml-tenants-") as tmp:
-        return fetch_tenants(settings, Path(tmp))
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -91,33 +65,32 @@ class JobContext:
     client: redis.Redis  # the training thread's own client (long timeouts)
     markers: DoneMarkers
     locks: LockRegistry
-    train_fn: TrainFn = default_train_fn
-    tenants_fn: TenantsFn = default_tenants_fn
+    train_fn: TrainFn | None = None  # replaces the pipeline, for tests
+    tenants_fn: TenantsFn | None = None
     lock_ttl: float = DEFAULT_TTL_SECONDS
     owner: str | None = None
+    service: TrainingService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.service = TrainingService(self.settings, self.client, owner=self.owner,
+                                       lock_ttl=self.lock_ttl, locks=self.locks,
+                                       train_fn=self.train_fn, tenants_fn=self.tenants_fn)
 
 
 def run_train(ctx: JobContext, event: Event) -> Outcome:
-    tenant = event.fields["tenant"]
-    lock = TenantLock(ctx.client, tenant, ttl=ctx.lock_ttl, owner=ctx.owner)
-    if not lock.acquire():
-        return Outcome("locked", holder=lock.holder())
-    ctx.locks.add(lock)
-    try:
-        with lock.renewing():
-            # The copy that waited for the lock may find its twin finished in the meantime.
-            if ctx.markers.is_done(event.id):
-                return Outcome("duplicate")
-            result = ctx.train_fn(ctx.settings, ctx.client, tenant,
-                                  algorithm=event.fields.get("algorithm"),
-                                  force=bool(event.fields.get("force", False)))
-            # Marked while the lock is still held, so no copy can start between the two.
-            ctx.markers.mark(event.id, str(getattr(result, "status", "?")))
-            return Outcome("trained", result=result)
-    finally:
-        ctx.locks.discard(lock)
+    result = ctx.service.train(
+        event.fields["tenant"], algorithm=event.fields.get("algorithm"),
+        force=bool(event.fields.get("force", False)),
+        # The copy that waited for the lock may find its twin finished in the meantime.
+        still_wanted=lambda: not ctx.markers.is_done(event.id),
+        # Marked while the lock is still held, so no copy can start between the two.
+        finished=lambda r: ctx.markers.mark(event.id, str(getattr(r, "status", "?"))))
+    if result is None:
+        return Outcome("duplicate")
+    if getattr(result, "status", None) == "locked":
+        return Outcome("locked", holder=result.holder)
+    return Outcome("trained", result=result)
 
 
 def run_tenants(ctx: JobContext, event: Event) -> Outcome:
-    tenants = [str(t) for t in ctx.tenants_fn(ctx.settings)]
-    return Outcome("tenants", tenants=tenants)
+    return Outcome("tenants", tenants=ctx.service.tenants())

@@ -4,7 +4,7 @@ Redis holds only derived data; the trained models live on disk (publish.modelfil
 Redis is restarted empty (no persistence, a failover to an empty replica, a FLUSHALL), every
 tenant's pointer is gone and the API answers "not ready yet". A thread of each worker checks
 every ``interval`` seconds whether a tenant that has a saved current model has no pointer in
-Redis, and republishes it (``recommender.pipeline.restore``) without retraining.
+Redis, and republishes it (``TrainingService.restore``) without retraining.
 
 Once across workers: the restore runs under the tenant's training lock and re-checks the pointer
 once it holds the lock, so of many workers noticing the loss together one restores each tenant
@@ -19,41 +19,31 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import redis
 
 from published import keys
-from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
-from recommender.publish import modelfile
+from published.locks import DEFAULT_TTL_SECONDS, LockRegistry
+from recommender.service import RestoreFn, TrainingService
 from runtime.config import Settings
 
 log = logging.getLogger("consumer.recovery")
 
 DEFAULT_INTERVAL_SECONDS = 10.0
 
-RestoreFn = Callable[[Settings, redis.Redis, list[str]], list[Any]]
-
-
-def default_restore_fn(settings: Settings, client: redis.Redis, tenants: list[str]) -> list[Any]:
-    from recommender.pipeline import restore  # imported late: heavy (numpy, scipy)
-
-    return restore(settings, client, tenants)
-
-
 class Recovery:
     def __init__(self, settings: Settings, client: redis.Redis, locks: LockRegistry, *,
                  interval: float = DEFAULT_INTERVAL_SECONDS, owner: str | None = None,
                  lock_ttl: float = DEFAULT_TTL_SECONDS,
-                 restore_fn: RestoreFn = default_restore_fn) -> None:
+                 restore_fn: RestoreFn | None = None) -> None:
         self.settings = settings
         self.client = client
         self.locks = locks
         self.interval = interval
         self.owner = owner
         self.lock_ttl = lock_ttl
-        self.restore_fn = restore_fn
+        self.service = TrainingService(settings, client, owner=owner, lock_ttl=lock_ttl,
+                                       locks=locks, restore_fn=restore_fn)
         self.restored: list[str] = []  # tenants this worker republished, oldest first
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,7 +52,7 @@ class Recovery:
 
     def missing_tenants(self) -> list[str]:
         """Tenants with a saved current model but no pointer in Redis."""
-        saved = modelfile.saved_tenants(self.settings.models_dir)
+        saved = self.service.saved_tenants()
         if not saved:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -76,7 +66,7 @@ class Recovery:
         for tenant in self.missing_tenants():
             if self._stop.is_set():
                 break
-            saved = modelfile.current_version(self.settings.models_dir, tenant)
+            saved = self.service.saved_version(tenant)
             if tenant in self._broken and self._broken[tenant] == saved:
                 continue  # reported already; a new training replaces the file
             try:
@@ -98,19 +88,17 @@ class Recovery:
         self._broken[tenant] = saved
 
     def _restore(self, tenant: str) -> bool:
-        lock = TenantLock(self.client, tenant, ttl=self.lock_ttl, owner=self.owner)
-        if not lock.acquire():
-            return False  # being trained or restored elsewhere
-        self.locks.add(lock)
-        try:
-            with lock.renewing():
-                if self.client.exists(keys.current(tenant)):
-                    return False  # another worker restored it just before we took the lock
-                log.warning("tenant %s: Redis has no published model; republishing the saved "
-                            "one from %s", tenant, self.settings.models_dir)
-                results = self.restore_fn(self.settings, self.client, [tenant])
-        finally:
-            self.locks.discard(lock)
+        def still_missing() -> bool:
+            # Another worker may have restored it just before this one took the lock.
+            if self.client.exists(keys.current(tenant)):
+                return False
+            log.warning("tenant %s: Redis has no published model; republishing the saved one "
+                        "from %s", tenant, self.settings.models_dir)
+            return True
+
+        results = self.service.restore_tenant(tenant, still_missing)
+        if results is None or not isinstance(results, list):
+            return False  # restored elsewhere meanwhile, or being trained or restored elsewhere
         for result in results:
             log.warning("tenant %s: restore %s: %s", getattr(result, "tenant", tenant),
                         getattr(result, "status", "?"), getattr(result, "message", ""))

@@ -16,6 +16,7 @@ from consumer.recovery import DEFAULT_INTERVAL_SECONDS, Recovery
 from consumer.retry import RetryPolicy
 from consumer.worker import Worker
 from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
+from recommender.service import TenantsFn, TrainFn
 from runtime import logsetup
 from runtime.config import ConfigError, Settings, load_or_exit
 from runtime.redisconn import connect
@@ -39,8 +40,8 @@ def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str | None] =
     logsetup.configure(level, fmt, secrets)
 
 
-def build_worker(settings: Settings, *, train_fn: jobs.TrainFn | None = None,
-                 tenants_fn: jobs.TenantsFn | None = None, prefix: str | None = None,
+def build_worker(settings: Settings, *, train_fn: TrainFn | None = None,
+                 tenants_fn: TenantsFn | None = None, prefix: str | None = None,
                  policy: RetryPolicy | None = None, lock_ttl: float = DEFAULT_TTL_SECONDS,
                  schedule_seconds: int | None = None, stop_grace: float = 8.0,
                  alive_file: Path | None = None) -> Worker:
@@ -51,8 +52,7 @@ def build_worker(settings: Settings, *, train_fn: jobs.TrainFn | None = None,
     training_client = connect(settings)
     context = jobs.JobContext(settings=settings, client=training_client,
                               markers=DoneMarkers(training_client), locks=LockRegistry(),
-                              train_fn=train_fn or jobs.default_train_fn,
-                              tenants_fn=tenants_fn or jobs.default_tenants_fn,
+                              train_fn=train_fn, tenants_fn=tenants_fn,
                               lock_ttl=lock_ttl, owner=worker_name())
     if schedule_seconds is None:
         schedule_seconds = settings.retrain_freq_minutes * 60

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
+from recommender.outcome import TenantResult
+from recommender.service import TrainingService
 from runtime.config import Settings, load_or_exit
 
 
@@ -26,49 +27,42 @@ def _logging(settings: Settings) -> None:
     logging.getLogger("recommender").setLevel(max(logging.WARNING, logging.root.level))
 
 
+def _tenants(service: TrainingService, settings: Settings,
+             export_dir: Path | None) -> list[str] | None:
+    """Every tenant of the export, or None when Totara cannot give the list (said on stderr)."""
+    from published import summary
+    from recommender.ingest.download import DownloadError
+
+    try:
+        return service.tenants(export_dir)
+    except DownloadError as exc:
+        summary.append(settings.logs_dir, settings.algorithm, "all", f"download failed: {exc}")
+        print(f"error: could not get the tenant list from Totara: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     settings, export_dir = _settings_for(args.export_dir)
     _logging(settings)
-    from published import locks, summary
-    from recommender import pipeline
+    from published.locks import worker_name
     from recommender.console import ConsoleProgress, print_results
-    from recommender.ingest import download, export
     from runtime import redisconn
 
-    client = redisconn.connect(settings)
-    tenants = args.tenant
-    if not tenants:
-        if export_dir is not None:
-            tenants = export.read_tenants(export_dir)
-        else:
-            try:
-                with tempfile.TemporaryDirectory() as scratch:
-                    tenants = download.fetch_tenants(settings, Path(scratch))
-            except download.DownloadError as exc:
-                summary.append(settings.logs_dir, settings.algorithm, "all",
-                               f"download failed: {exc}")
-                print(f"error: could not get the tenant list from Totara: {exc}",
-                      file=sys.stderr)
-                return 1
+    service = TrainingService(settings, redisconn.connect(settings),
+                              owner=f"cli:{worker_name()}")
+    tenants = args.tenant or _tenants(service, settings, export_dir)
+    if tenants is None:
+        return 1
     progress = ConsoleProgress()
     results = []
     for tenant in tenants:
-        lock = locks.TenantLock(client, tenant, owner=f"cli:{locks.worker_name()}")
         try:
-            if not lock.acquire():
-                holder = lock.holder() or "another process"
-                result = pipeline.TenantResult(
-                    tenant, "locked", f"being trained by {holder}; try again when it has "
-                    "finished", algorithm=args.algorithm or settings.algorithm)
-            else:
-                with lock.renewing():
-                    result = pipeline.train_tenant(
-                        settings, client, tenant, algorithm=args.algorithm, force=args.force,
-                        export_dir=export_dir, progress=progress, exclusive=True)
+            result = service.train(tenant, algorithm=args.algorithm, force=args.force,
+                                   export_dir=export_dir, progress=progress)
         except Exception as exc:  # one tenant's failure must not stop the others
             logging.getLogger(__name__).debug("tenant %s failed", tenant, exc_info=True)
-            result = pipeline.TenantResult(tenant, "failed", f"{type(exc).__name__}: {exc}",
-                                           algorithm=args.algorithm or settings.algorithm)
+            result = TenantResult(tenant, "failed", f"{type(exc).__name__}: {exc}",
+                                  algorithm=args.algorithm or settings.algorithm)
         progress.finished(result)
         results.append(result)
     print_results(results)
@@ -78,11 +72,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     settings = load_or_exit(require_totara=False)
     _logging(settings)
-    from recommender import pipeline
     from recommender.console import print_results
     from runtime import redisconn
 
-    results = pipeline.restore(settings, redisconn.connect(settings), args.tenant or None)
+    service = TrainingService(settings, redisconn.connect(settings))
+    results = service.restore(args.tenant or None)
     print_results(results)
     if not results:
         print(f"no saved models in {settings.models_dir}", file=sys.stderr)

@@ -9,7 +9,7 @@ from kombu import Connection
 from workerkit import make_worker, running, wait_for
 
 from api.app import create_app
-from consumer import events, jobs
+from consumer import events
 from consumer.sender import send
 from consumer.topology import Topology
 from published import keys
@@ -17,6 +17,7 @@ from recommender import pipeline
 from recommender.ingest.export import load_tenant
 from recommender.model.train import TrainParams
 from recommender.offline import demo
+from recommender.service import export_tenants
 from runtime.config import from_env
 from runtime.signing import signed_headers
 
@@ -37,7 +38,7 @@ def test_export_ready_publishes_every_tenant_and_interactions_reach_cold_users(
     settings = from_env({**base_env, "ML_EXPORT_DIR": str(export_dir), "ML_TOP_K": "20"})
     topology = Topology(prefix, amqp=True)
     worker = make_worker(amqp_url, prefix, settings, real_redis, fast_train,
-                         tenants_fn=jobs.default_tenants_fn, lock_ttl=30)
+                         tenants_fn=export_tenants, lock_ttl=30)
     with Connection(amqp_url) as connection, running(worker):
         send(connection, topology, events.make_event(events.EXPORT_READY))
         wait_for(lambda: all(real_redis.get(keys.current(t)) for t in tenants), timeout=60)

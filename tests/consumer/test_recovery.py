@@ -6,10 +6,11 @@ import time
 
 import fakeredis
 
-from consumer.recovery import Recovery, default_restore_fn
+from consumer.recovery import Recovery
 from published import keys, versions
 from published.locks import LockRegistry, TenantLock
 from recommender.publish import modelfile
+from recommender.service import restore_saved
 
 
 def _save(settings, tenant: str, version: str) -> None:
@@ -65,7 +66,7 @@ def test_of_two_workers_noticing_the_loss_one_restores(settings):
         calls.append("first")
         # While the first holds the lock, the second worker checks and must back off.
         assert second.check_once() == []
-        return default_restore_fn(s, client, tenants)
+        return restore_saved(s, client, tenants)
 
     first = Recovery(settings, first_client, LockRegistry(), lock_ttl=2,
                      restore_fn=slow_restore)
