@@ -17,6 +17,7 @@ from api import envelope, params
 from api.metrics import COLD_ANSWERS
 from api.reader import Reader, Version
 from published import packing
+from runtime.errors import BadRequest
 from runtime.items import TYPE_CODE, item_key, parse_item_key
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class UserItems:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             query = params.user_items(req.params)
-        except params.BadRequest as exc:
+        except BadRequest as exc:
             _respond(resp, envelope.failure(exc.message))
             return
         _respond(resp, self.answer(query))
@@ -113,7 +114,7 @@ class SimilarItems:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             query = params.similar_items(req.params)
-        except params.BadRequest as exc:
+        except BadRequest as exc:
             _respond(resp, envelope.failure(exc.message))
             return
         _respond(resp, self.answer(query))

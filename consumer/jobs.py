@@ -22,6 +22,7 @@ from consumer.dedup import DoneMarkers
 from consumer.events import Event
 from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
 from runtime.config import Settings
+from runtime.errors import RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,9 @@ def default_tenants_fn(settings: Settings) -> list[str]:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Infrastructure trouble that may pass (Totara busy or down, Redis away, disk)."""
-    try:
-        from recommender.ingest.download import DownloadError
-    except ImportError:  # the module is optional for the consumer's own tests
-        DownloadError = None  # noqa: N806
-    if DownloadError is not None and isinstance(exc, DownloadError):
-        return bool(getattr(exc, "retryable", False))
-    return isinstance(exc, redis.RedisError | OSError)
+    """Infrastructure trouble that may pass (Totara busy or down, Redis away, disk): the error
+    says so by its type; Redis' and the operating system's own errors count as such too."""
+    return isinstance(exc, RetryableError | redis.RedisError | OSError)
 
 
 def summarize(result: Any, seconds: float) -> tuple[str, str]:

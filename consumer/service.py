@@ -17,7 +17,8 @@ from consumer.retry import RetryPolicy
 from consumer.worker import Worker
 from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
 from runtime import logsetup
-from runtime.config import ConfigError, Settings, load_or_exit
+from runtime.config import Settings, load_or_exit
+from runtime.errors import ConfigError
 from runtime.redisconn import connect
 
 log = logging.getLogger("consumer")

@@ -34,6 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recommender.console import ConsoleProgress, print_results
     from recommender.ingest import download, export
     from runtime import redisconn
+    from runtime.errors import DownloadError
 
     client = redisconn.connect(settings)
     tenants = args.tenant
@@ -44,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             try:
                 with tempfile.TemporaryDirectory() as scratch:
                     tenants = download.fetch_tenants(settings, Path(scratch))
-            except download.DownloadError as exc:
+            except DownloadError as exc:
                 summary.append(settings.logs_dir, settings.algorithm, "all",
                                f"download failed: {exc}")
                 print(f"error: could not get the tenant list from Totara: {exc}",
@@ -113,6 +114,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _logging(settings)
     from recommender.ingest import export
     from recommender.offline import evalreport, evaluate
+    from runtime.errors import ExportError
 
     ks = tuple(int(k) for k in args.k.split(",") if k.strip())
     modes = tuple(args.algorithm.split(",")) if args.algorithm else (settings.algorithm,)
@@ -121,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for tenant in tenants:
         try:
             data = export.load_tenant(args.export_dir, tenant)
-        except export.ExportError as exc:
+        except ExportError as exc:
             print(f"tenant {tenant}: export rejected: {exc}", file=sys.stderr)
             return 1
         print(f"tenant {tenant}: {len(data.users)} users, {len(data.items)} items, "

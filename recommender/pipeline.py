@@ -24,6 +24,7 @@ from recommender.model import features, train, warmstart
 from recommender.publish import modelfile
 from recommender.publish.release import publish_arrays, saved_arrays
 from runtime.config import Settings
+from runtime.errors import DownloadError, ExportError, ModelStoreError, StaleVersionError
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,6 @@ class Progress:
 
     def epoch(self, tenant: str, epoch: int, precision: float) -> None:
         log.debug("tenant %s: epoch %d validation P@10 %.4f", tenant, epoch, precision)
-
-
-class ModelStoreError(OSError):
-    """ML_MODELS_DIR cannot take the model (full, read-only, missing permissions)."""
 
 
 @contextmanager
@@ -97,7 +94,7 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
              params or train.TrainParams(), exclusive)
     except Exception as exc:
         result.status, result.message = "failed", f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, download.DownloadError):  # that one is logged where it happens
+        if not isinstance(exc, DownloadError):  # that one is logged where it happens
             summary.append(settings.logs_dir, result.algorithm, tenant, result.message)
         _record(client, result)
         raise
@@ -149,12 +146,12 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
         try:
             with _timed(result, "load", progress):
                 data = _load(settings, tenant, export_dir, Path(scratch))
-        except export.ExportError as exc:
+        except ExportError as exc:
             result.message = f"export rejected: {exc}"
             summary.append(settings.logs_dir, algorithm, tenant, result.message)
             log.error("tenant %s: %s", tenant, result.message)
             return
-        except download.DownloadError as exc:
+        except DownloadError as exc:
             summary.append(settings.logs_dir, algorithm, tenant, f"download failed: {exc}")
             raise
     result.counts = {"users": len(data.users), "items": len(data.items),
@@ -194,7 +191,7 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
         try:
             publish_arrays(client, tenant, version, arrays, meta, settings.top_k,
                            threads=settings.num_threads)
-        except versions.StaleVersionError as exc:
+        except StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
             return
     modelfile.mark_current(settings.models_dir, tenant, version)
@@ -279,7 +276,7 @@ def restore(settings: Settings, client: redis.Redis,
         try:
             publish_arrays(client, tenant, new, arrays, meta, settings.top_k,
                            threads=settings.num_threads)
-        except versions.StaleVersionError as exc:
+        except StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
         else:
             result.status, result.version = "published", new
