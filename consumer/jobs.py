@@ -13,6 +13,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import redis
 
 from consumer.dedup import DoneMarkers
 from consumer.events import Event
+from published import runs
 from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
 from runtime.config import Settings
 from runtime.errors import RetryableError
@@ -29,10 +31,8 @@ log = logging.getLogger(__name__)
 TrainFn = Callable[..., Any]  # recommender.pipeline.train_tenant's signature
 TenantsFn = Callable[[Settings], list[str]]
 
-# Statuses of recommender.pipeline.TenantResult after which the event is done for good
-# ("rejected": the promotion gate kept a worse model out; running it again changes nothing).
-SUCCESS_STATUSES = ("published", "not_trained", "skipped", "stale", "rejected")
-FAILED = "failed"
+# Statuses of a run after which the event is done for good (re-exported for the worker).
+SUCCESS_STATUSES = runs.SUCCESS_STATUSES
 
 
 def default_train_fn(settings: Settings, client: redis.Redis, tenant: str, *,
@@ -64,7 +64,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 def summarize(result: Any, seconds: float) -> tuple[str, str]:
     """The status of a TenantResult and one line about it for the log."""
-    status = str(getattr(result, "status", FAILED))
+    status = str(getattr(result, "status", runs.RunStatus.FAILED))
     version = getattr(result, "version", None)
     message = str(getattr(result, "message", ""))
     text = f"finished in {seconds:.1f}s with status {status}"
@@ -73,12 +73,19 @@ def summarize(result: Any, seconds: float) -> tuple[str, str]:
     return status, text
 
 
+class OutcomeKind(StrEnum):
+    TRAINED = "trained"  # the pipeline ran: ``result`` says how it went
+    LOCKED = "locked"  # another worker trains the tenant: wait and try again
+    DUPLICATE = "duplicate"  # a copy of the event finished while this one waited
+    TENANTS = "tenants"  # the tenants to fan an event out to
+
+
 @dataclass
 class Outcome:
-    kind: str  # "trained" | "locked" | "duplicate" | "tenants"
-    result: Any = None  # TenantResult for "trained"
+    kind: OutcomeKind
+    result: Any = None  # TenantResult for TRAINED
     tenants: list[str] = field(default_factory=list)
-    holder: str | None = None  # who holds the lock, for "locked"
+    holder: str | None = None  # who holds the lock, for LOCKED
 
 
 @dataclass
@@ -97,23 +104,23 @@ def run_train(ctx: JobContext, event: Event) -> Outcome:
     tenant = event.fields["tenant"]
     lock = TenantLock(ctx.client, tenant, ttl=ctx.lock_ttl, owner=ctx.owner)
     if not lock.acquire():
-        return Outcome("locked", holder=lock.holder())
+        return Outcome(OutcomeKind.LOCKED, holder=lock.holder())
     ctx.locks.add(lock)
     try:
         with lock.renewing():
             # The copy that waited for the lock may find its twin finished in the meantime.
             if ctx.markers.is_done(event.id):
-                return Outcome("duplicate")
+                return Outcome(OutcomeKind.DUPLICATE)
             result = ctx.train_fn(ctx.settings, ctx.client, tenant,
                                   algorithm=event.fields.get("algorithm"),
                                   force=bool(event.fields.get("force", False)))
             # Marked while the lock is still held, so no copy can start between the two.
             ctx.markers.mark(event.id, str(getattr(result, "status", "?")))
-            return Outcome("trained", result=result)
+            return Outcome(OutcomeKind.TRAINED, result=result)
     finally:
         ctx.locks.discard(lock)
 
 
 def run_tenants(ctx: JobContext, event: Event) -> Outcome:
     tenants = [str(t) for t in ctx.tenants_fn(ctx.settings)]
-    return Outcome("tenants", tenants=tenants)
+    return Outcome(OutcomeKind.TENANTS, tenants=tenants)

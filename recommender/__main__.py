@@ -8,7 +8,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from published.runs import RunStatus
 from runtime.config import Settings, load_or_exit
+
+# Outcomes of ``train`` that make the command fail (exit status 1).
+TRAIN_TROUBLE = (RunStatus.FAILED, RunStatus.STALE, RunStatus.LOCKED)
 
 
 def _settings_for(export_dir: Path | None) -> tuple[Settings, Path | None]:
@@ -59,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not lock.acquire():
                 holder = lock.holder() or "another process"
                 result = pipeline.TenantResult(
-                    tenant, "locked", f"being trained by {holder}; try again when it has "
+                    tenant, RunStatus.LOCKED, f"being trained by {holder}; try again when it has "
                     "finished", algorithm=args.algorithm or settings.algorithm)
             else:
                 with lock.renewing():
@@ -68,12 +72,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                         export_dir=export_dir, progress=progress, exclusive=True)
         except Exception as exc:  # one tenant's failure must not stop the others
             logging.getLogger(__name__).debug("tenant %s failed", tenant, exc_info=True)
-            result = pipeline.TenantResult(tenant, "failed", f"{type(exc).__name__}: {exc}",
-                                           algorithm=args.algorithm or settings.algorithm)
+            result = pipeline.TenantResult(tenant, RunStatus.FAILED, f"{type(exc).__name__}: "
+                                           f"{exc}", algorithm=args.algorithm or settings.algorithm)
         progress.finished(result)
         results.append(result)
     print_results(results)
-    return 1 if any(r.status in ("failed", "stale", "locked") for r in results) else 0
+    return 1 if any(r.status in TRAIN_TROUBLE for r in results) else 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -87,7 +91,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     print_results(results)
     if not results:
         print(f"no saved models in {settings.models_dir}", file=sys.stderr)
-    return 1 if not results or any(r.status == "failed" for r in results) else 0
+    return 1 if not results or any(r.status == RunStatus.FAILED for r in results) else 0
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
