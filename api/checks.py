@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import redis
 import requests
 
-from published import overview
+from published import overview, runs
+from published.runs import LastRun, RunMeta, RunStatus, VersionStatus
 
 Facts = dict[str, str | int | float]
 
@@ -85,17 +86,13 @@ def broker(url: str, timeout: float = BROKER_TIMEOUT) -> str | None:
     return None
 
 
-_META_FIELDS = ("status", "trained_at", "auc", "precision_at_10")
-_RUN_FIELDS = ("status", "at", "message")
-
-
 def store(client: redis.Redis, retrain_minutes: int,
           now: float | None = None) -> tuple[Facts, list[str]]:
     """Redis reachability and, per published tenant, its version's status, age and quality and
     the outcome of its latest training run."""
     now = time.time() if now is None else now
     try:
-        seen = overview.read(client, _META_FIELDS, _RUN_FIELDS, MAX_TENANTS_REPORTED)
+        seen = overview.read(client, runs.FIELDS, runs.RUN_FIELDS, MAX_TENANTS_REPORTED)
     except redis.RedisError as exc:
         return ({"redis_reachable": "false", "recommendation_model": "false"},
                 [f"Unable to reach the model store (Redis): {exc}"])
@@ -103,65 +100,53 @@ def store(client: redis.Redis, retrain_minutes: int,
     errors: list[str] = []
     trained = False
     for state in seen.tenants:
-        meta = [state.meta[f] for f in _META_FIELDS]
-        run = [state.run[f] for f in _RUN_FIELDS]
-        trained = trained or (bool(state.version) and meta[0] == "trained")
+        meta, run = RunMeta.from_fields(state.meta), LastRun.from_fields(state.run)
+        trained = trained or (bool(state.version) and meta.status == VersionStatus.TRAINED)
         facts.update(_tenant_facts(state.tenant, state.version, meta, run, now))
         errors += _tenant_problems(state.tenant, meta, run, now, 2 * retrain_minutes * 60)
     facts["recommendation_model"] = "true" if trained else "false"
     return facts, errors
 
 
-def _tenant_facts(tenant: str, version: str | None, meta: list[str], run: list[str],
+def _tenant_facts(tenant: str, version: str | None, meta: RunMeta, run: LastRun,
                   now: float) -> Facts:
     prefix = f"tenant_{tenant}_"
     facts: Facts = {}
     if version:
-        status, trained_at, auc, precision = meta
         facts[prefix + "version"] = version
-        facts[prefix + "status"] = status or "unknown"
-        if _age(trained_at, now) is not None:
-            facts[prefix + "version_age_seconds"] = _age(trained_at, now)
-        for name, raw in (("auc", auc), ("precision_at_10", precision)):
-            if status == "trained" and _number(raw) is not None:
-                facts[prefix + name] = round(_number(raw), 4)
-    if run[0]:
-        facts[prefix + "last_run"] = run[0]
-        if _age(run[1], now) is not None:
-            facts[prefix + "last_run_age_seconds"] = _age(run[1], now)
+        facts[prefix + "status"] = meta.status.value if meta.status else "unknown"
+        if meta.trained_at is not None:
+            facts[prefix + "version_age_seconds"] = _age(meta.trained_at, now)
+        for name, value in (("auc", meta.auc), ("precision_at_10", meta.precision_at_10)):
+            if meta.status == VersionStatus.TRAINED and value is not None:
+                facts[prefix + name] = round(value, 4)
+    if run.status:
+        facts[prefix + "last_run"] = run.status.value
+        if run.at is not None:
+            facts[prefix + "last_run_age_seconds"] = _age(run.at, now)
     return facts
 
 
-def _tenant_problems(tenant: str, meta: list[str], run: list[str], now: float,
+def _tenant_problems(tenant: str, meta: RunMeta, run: LastRun, now: float,
                      stale_after: float) -> list[str]:
     problems = []
     # A run that found the export unchanged publishes nothing: the pipeline is alive as long
     # as runs happen, whatever the version's age.
-    ages = [a for a in (_age(meta[1], now), _age(run[1], now)) if a is not None]
+    ages = [_age(t, now) for t in (meta.trained_at, run.at) if t is not None]
     if ages and min(ages) > stale_after:
         problems.append(f"No training run for tenant {tenant} in {min(ages) // 3600} hours, "
                         "more than twice the retraining interval")
-    if run[0] == "failed":
+    if run.status == RunStatus.FAILED:
         problems.append(f"The last training run of tenant {tenant} failed: "
-                        + " ".join(run[2].split())[:300])
-    auc = _number(meta[2])
-    if meta[0] == "trained" and auc is not None and auc < MIN_AUC:
+                        + " ".join(run.message.split())[:300])
+    if meta.status == VersionStatus.TRAINED and meta.auc is not None and meta.auc < MIN_AUC:
         problems.append(f"The model of tenant {tenant} ranks worse than chance "
-                        f"(validation AUC {auc:.3f})")
+                        f"(validation AUC {meta.auc:.3f})")
     return problems
 
 
-def _number(raw: str) -> float | None:
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if value == value else None  # NaN says nothing
-
-
-def _age(trained_at: str, now: float) -> int | None:
-    value = _number(trained_at)
-    return None if value is None else max(0, int(now - value))
+def _age(stamp: float, now: float) -> int:
+    return max(0, int(now - stamp))
 
 
 def training_summary(logs_dir: Path) -> Facts:

@@ -18,6 +18,7 @@ import falcon
 import redis
 
 from api import status
+from published.runs import Fit, RunStatus, VersionStatus
 
 ENDPOINTS = (
     ("GET /user-items", "recommended items for a user "
@@ -51,18 +52,14 @@ def _e(value: object) -> str:
     return html.escape(str(value))
 
 
-def _when(stamp: str | float | None, now: float) -> str:
-    try:
-        value = float(stamp) if stamp not in (None, "") else None
-    except ValueError:
-        value = None
-    if value is None:
+def _when(stamp: float | None, now: float) -> str:
+    if stamp is None:
         return "-"
-    text = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(value))
-    return f"{text} ({_ago(now - value)})"
+    text = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+    return f"{text} ({_ago(now - stamp)})"
 
 
-def _when_cell(stamp: str, now: float) -> str:
+def _when_cell(stamp: float | None, now: float) -> str:
     """``_when`` on two lines, for a narrow table column."""
     date, _, ago = _when(stamp, now).partition(" (")
     return _e(date) + (f'<br><span class="muted">{_e(ago[:-1])}</span>' if ago else "")
@@ -81,12 +78,8 @@ def _span(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _number(raw: str, digits: int = 0) -> str:
-    try:
-        value = float(raw)
-    except ValueError:
-        return "-"
-    return f"{value:,.{digits}f}"
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def _state(ok: bool | None, detail: str) -> str:
@@ -97,55 +90,58 @@ def _state(ok: bool | None, detail: str) -> str:
 
 def _tenant_row(row: status.TenantRow, now: float) -> str:
     meta, run = row.meta, row.run
-    trained = meta["status"] == "trained"
-    quality = [_number(meta[k], 4) if trained else "-"
-               for k in ("precision_at_10", "recall_at_10", "auc")]
+    trained = meta.status == VersionStatus.TRAINED
+    quality = [_number(q, 4) if trained else "-"
+               for q in (meta.precision_at_10, meta.recall_at_10, meta.auc)]
     last_run = "-"
-    if run["status"]:
-        css = "bad" if run["status"] == "failed" else "ok"
-        last_run = (f'<span class="{css}">{_e(run["status"])}</span> {_when_cell(run["at"], now)}'
-                    + (f'<br><span class="muted">{_e(run["message"])}</span>'
-                       if run["message"] else ""))
-    algorithm = _e(meta["algorithm"] or "-")
-    if meta["fit"] == "incremental":  # continued from an earlier model: quality is on new pairs
+    if run.status:
+        css = "bad" if run.status == RunStatus.FAILED else "ok"
+        last_run = (f'<span class="{css}">{_e(run.status)}</span> {_when_cell(run.at, now)}'
+                    + (f'<br><span class="muted">{_e(run.message)}</span>'
+                       if run.message else ""))
+    algorithm = _e(meta.algorithm or "-")
+    if meta.fit == Fit.INCREMENTAL:  # continued from an earlier model: quality is on new pairs
         algorithm += (f'<br><span class="muted" title="validated on interactions new since '
-                      f'{_e(meta["incremental_from"])}">incremental</span>')
+                      f'{_e(meta.incremental_from or "")}">incremental</span>')
     cells = [
-        _e(row.tenant), _e(meta["status"] or "incomplete"), algorithm,
-        f"<code>{_e(row.version or '-')}</code>", _when_cell(meta["trained_at"], now),
-        *(f'<td class="num">{_number(meta[k])}' for k in ("n_users", "n_items",
-                                                          "n_interactions")),
+        _e(row.tenant), _e(meta.status or "incomplete"), algorithm,
+        f"<code>{_e(row.version or '-')}</code>", _when_cell(meta.trained_at, now),
+        *(f'<td class="num">{_number(n)}' for n in (meta.n_users, meta.n_items,
+                                                    meta.n_interactions)),
         *(f'<td class="num">{q}' for q in quality), f'<td class="run">{last_run}',
     ]
     tds = "".join(c if c.startswith("<td") else f"<td>{c}" for c in cells)
     return f'      <tr class="tenant" data-tenant="{_e(row.tenant)}">{tds}</tr>'
 
 
+def _tenants(report: status.Report) -> str:
+    if not report.redis_ok:
+        return ('    <p class="bad" id="tenants-unknown">The model store (Redis) cannot be '
+                "reached: the published models are unknown.</p>")
+    if not report.tenants:
+        return '    <p id="no-tenants">No tenant has been published yet.</p>'
+    head = "".join(f"<th>{c}" for c in _COLUMNS)
+    rows = "\n".join(_tenant_row(row, report.now) for row in report.tenants)
+    more = (f'\n    <p class="muted">{report.tenants_total - len(report.tenants)} more '
+            "tenants not shown.</p>" if report.tenants_total > len(report.tenants) else "")
+    return f'    <table id="tenants">\n      <tr>{head}</tr>\n{rows}\n    </table>{more}'
+
+
+def _schedule(report: status.Report) -> str:
+    if report.next_retrain is not None:
+        return (f"Next scheduled retrain: <strong>{_e(_when(report.next_retrain, report.now))}"
+                f"</strong>, every {report.retrain_seconds // 60} min.")
+    if report.redis_ok:
+        return ("Next scheduled retrain: not scheduled yet (no worker has started), then "
+                f"every {report.retrain_seconds // 60} min.")
+    return "Next scheduled retrain: unknown while Redis cannot be reached."
+
+
 def render(dev: bool, report: status.Report) -> str:
     mode = "development" if dev else "production"
     endpoints = "\n".join(f"      <li><code>{_e(path)}</code>: {_e(text)}</li>"
                           for path, text in ENDPOINTS)
-    now = report.now
-    if not report.redis_ok:
-        tenants = ('    <p class="bad" id="tenants-unknown">The model store (Redis) cannot be '
-                   "reached: the published models are unknown.</p>")
-    elif not report.tenants:
-        tenants = '    <p id="no-tenants">No tenant has been published yet.</p>'
-    else:
-        head = "".join(f"<th>{c}" for c in _COLUMNS)
-        rows = "\n".join(_tenant_row(row, now) for row in report.tenants)
-        more = (f'\n    <p class="muted">{report.tenants_total - len(report.tenants)} more '
-                "tenants not shown.</p>" if report.tenants_total > len(report.tenants) else "")
-        tenants = (f'    <table id="tenants">\n      <tr>{head}</tr>\n{rows}\n    </table>'
-                   f"{more}")
-    if report.next_retrain is not None:
-        schedule = (f"Next scheduled retrain: <strong>{_e(_when(report.next_retrain, now))}"
-                    f"</strong>, every {report.retrain_seconds // 60} min.")
-    elif report.redis_ok:
-        schedule = ("Next scheduled retrain: not scheduled yet (no worker has started), then "
-                    f"every {report.retrain_seconds // 60} min.")
-    else:
-        schedule = "Next scheduled retrain: unknown while Redis cannot be reached."
+    now, tenants, schedule = report.now, _tenants(report), _schedule(report)
     return f"""<!DOCTYPE html>
 <html lang="en">
   <head>

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from enum import StrEnum
 
 import falcon
 import redis
@@ -38,6 +39,15 @@ LATENCY = Histogram("totara_ml_http_request_duration_seconds",
                     ["endpoint"],
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                              1.0, 2.0))
+
+
+class ColdAnswer(StrEnum):
+    """Where an answer for a user without a published list came from: COLD_ANSWERS' source."""
+
+    FOLD_IN = "fold_in"  # computed in real time from the user's recent events
+    POPULAR = "popular"  # the tenant's popularity list
+
+
 COLD_ANSWERS = Counter("totara_ml_cold_user_answers",
                        "Answers for users without a published list, by source "
                        "(fold_in: real-time from recent events; popular: popularity list)",

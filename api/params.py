@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from api import envelope
+from runtime.errors import BadRequest
 
 MAX_N_ITEMS = 1000
 USER_ITEMS_PARAMS = ("totara_user_id", "item_type", "tenant", "n_items")
@@ -23,14 +24,6 @@ SIMILAR_ITEMS_PARAMS = ("totara_item_id", "tenant", "n_items")
 # database id (signed 64-bit) and keep int() cheap on hostile input.
 _WHOLE = re.compile(r"[0-9]{1,19}\Z")
 _MAX_ID = 2**63 - 1
-
-
-class BadRequest(Exception):
-    """A malformed query; ``message`` goes into the failure envelope."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,8 @@ import numpy as np
 import redis
 
 from api.foldin import MODEL_FIELDS, ModelArrays
-from published import keys, packing
+from published import keys, packing, recent
 
-# Recent events read for fold-in; the consumer keeps at most 100.
-RECENT_EVENTS = 100
 # Bounds the per-tenant cache against requests naming many made-up tenants.
 MAX_CACHED_TENANTS = 4096
 
@@ -126,7 +124,7 @@ class Reader:
 
     def recent_events(self, tenant: str, user_id: int) -> list[bytes]:
         """The user's latest interaction events (JSON, newest first)."""
-        return self.client().lrange(keys.recent(tenant, user_id), 0, RECENT_EVENTS - 1)
+        return self.client().lrange(keys.recent(tenant, user_id), 0, recent.MAX_EVENTS - 1)
 
     def model(self, version: Version) -> ModelArrays | None:
         return version.model(self.client())

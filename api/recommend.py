@@ -14,9 +14,11 @@ import falcon
 import numpy as np
 
 from api import envelope, params
-from api.metrics import COLD_ANSWERS
+from api.metrics import COLD_ANSWERS, ColdAnswer
 from api.reader import Reader, Version
 from published import packing
+from published.runs import VersionStatus
+from runtime.errors import BadRequest
 from runtime.items import TYPE_CODE, item_key, parse_item_key
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,11 @@ class ColdCounters:
         self._lock = threading.Lock()
         self.fold_in = 0
         self.popular = 0
-        self._exported = {kind: COLD_ANSWERS.labels(kind) for kind in ("fold_in", "popular")}
+        self._exported = {kind: COLD_ANSWERS.labels(kind.value) for kind in ColdAnswer}
 
-    def count(self, kind: str) -> None:
+    def count(self, kind: ColdAnswer) -> None:
         with self._lock:
-            setattr(self, kind, getattr(self, kind) + 1)
+            setattr(self, kind.value, getattr(self, kind.value) + 1)
         self._exported[kind].inc()
 
 
@@ -45,9 +47,9 @@ def _model_problem(reader: Reader, version: Version | None, tenant: str) -> str 
     """The first three rows of the contract's error table, in its order."""
     if version is None:
         return envelope.NO_TENANT if reader.any_published() else envelope.NOT_READY
-    if version.status == "trained":
+    if version.status == VersionStatus.TRAINED:
         return None
-    if version.status == "not_trained":
+    if version.status == VersionStatus.NOT_TRAINED:
         return envelope.NOT_TRAINED.format(tenant=tenant)
     return envelope.NOT_READY
 
@@ -67,7 +69,7 @@ class UserItems:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             query = params.user_items(req.params)
-        except params.BadRequest as exc:
+        except BadRequest as exc:
             _respond(resp, envelope.failure(exc.message))
             return
         _respond(resp, self.answer(query))
@@ -94,11 +96,11 @@ class UserItems:
             model = self.reader.model(version)
             found = model.recommend(events, type_code, query.n_items) if model else None
             if found is not None:
-                self.counters.count("fold_in")
+                self.counters.count(ColdAnswer.FOLD_IN)
                 log.debug("tenant %s user %s: fold-in from %d recent events", query.tenant,
                           query.user_id, len(events))
                 return found
-        self.counters.count("popular")
+        self.counters.count(ColdAnswer.POPULAR)
         log.debug("tenant %s user %s: no list and no usable events, popularity list",
                   query.tenant, query.user_id)
         return version.popular_list(type_code)
@@ -113,7 +115,7 @@ class SimilarItems:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             query = params.similar_items(req.params)
-        except params.BadRequest as exc:
+        except BadRequest as exc:
             _respond(resp, envelope.failure(exc.message))
             return
         _respond(resp, self.answer(query))

@@ -16,22 +16,20 @@ from dataclasses import dataclass, field
 import redis
 
 from api import checks
-from published import overview
+from published import overview, runs
+from published.runs import LastRun, RunMeta
 from runtime import logsetup
 
 MAX_TENANTS = 500
 BROKER_CACHE_SECONDS = 30.0
-_META = ("status", "version", "algorithm", "fit", "incremental_from", "trained_at", "n_users",
-         "n_items", "n_interactions", "precision_at_10", "recall_at_10", "auc", "message")
-_RUN = ("status", "at", "message")
 
 
 @dataclass
 class TenantRow:
     tenant: str
     version: str
-    meta: dict[str, str]
-    run: dict[str, str]
+    meta: RunMeta
+    run: LastRun
 
 
 @dataclass
@@ -104,14 +102,12 @@ def collect(client: Callable[[], redis.Redis], broker: Callable[[], tuple[bool, 
 
 
 def _read(connection: redis.Redis, report: Report) -> None:
-    seen = overview.read(connection, _META, _RUN, MAX_TENANTS)
+    seen = overview.read(connection, runs.FIELDS, runs.RUN_FIELDS, MAX_TENANTS)
     report.tenants_total = seen.total
     for state in seen.tenants:
+        run = LastRun.from_fields(state.run)
         # Run messages quote downloads and errors: what might carry a credential is redacted.
-        state.run["message"] = logsetup.redact(" ".join(state.run["message"].split()))[:300]
-        report.tenants.append(TenantRow(state.tenant, state.version or "", state.meta,
-                                        state.run))
-    try:
-        report.scheduled_period = float(seen.leader) if seen.leader else None
-    except ValueError:
-        report.scheduled_period = None
+        run.message = logsetup.redact(" ".join(run.message.split()))[:300]
+        report.tenants.append(TenantRow(state.tenant, state.version or "",
+                                        RunMeta.from_fields(state.meta), run))
+    report.scheduled_period = runs.parse_number(seen.leader)

@@ -23,6 +23,7 @@ from consumer import metrics as worker_metrics
 from consumer.retry import ATTEMPT_HEADER, LOCK_WAITS_HEADER, HeldRetries, RetryPolicy, header_int
 from consumer.sender import publish_event
 from consumer.topology import DEAD_ROUTING_KEY, Topology
+from runtime.errors import InvalidEvent
 
 log = logging.getLogger("consumer")
 
@@ -50,7 +51,7 @@ class Delivery:
         else:
             try:
                 delivery.event = events.decode(message.body, message.content_type)
-            except events.InvalidEvent as exc:
+            except InvalidEvent as exc:
                 delivery.invalid = str(exc)
         return delivery
 

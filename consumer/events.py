@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.config import ALGORITHMS
+from runtime.errors import InvalidEvent
 from runtime.items import parse_item_key
 
 VERSION = 1
@@ -34,10 +35,6 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _TENANT = re.compile(r"^[0-9]{1,10}$")
 MAX_TENANTS = 100_000
 MAX_USER_ID = 2**63 - 1
-
-
-class InvalidEvent(ValueError):
-    """A message that can never be processed; the text is the reason, on one line."""
 
 
 @dataclass(frozen=True)

@@ -6,25 +6,20 @@ joined after the last training), so what the user just did shows up before the n
 
 from __future__ import annotations
 
-import json
-
 import redis
 
 from consumer.events import Event
-from published import keys
-
-RECENT_MAX = 100
-RECENT_TTL_SECONDS = 30 * 24 * 3600
+from published import keys, recent
 
 
 def entry(event: Event) -> str:
-    return json.dumps({"item_id": event.fields["item_id"],
-                       "timestamp": event.fields["timestamp"],
-                       "rating": event.fields.get("rating", 0)}, separators=(",", ":"))
+    return recent.entry(event.fields["item_id"], event.fields["timestamp"],
+                        event.fields.get("rating", 0))
 
 
 def record(client: redis.Redis, event: Event) -> None:
-    """Push the event on its user's list, newest first, keep 100, expire 30 days after the last.
+    """Push the event on its user's list, newest first, keeping the newest ``MAX_EVENTS`` and
+    expiring ``TTL_SECONDS`` after the last (published.recent).
 
     All three keys operations touch one key, so this is safe on Redis Cluster; MULTI keeps a
     reader from seeing the list between the push and the trim.
@@ -32,6 +27,6 @@ def record(client: redis.Redis, event: Event) -> None:
     key = keys.recent(event.fields["tenant"], event.fields["user_id"])
     pipe = client.pipeline(transaction=True)
     pipe.lpush(key, entry(event))
-    pipe.ltrim(key, 0, RECENT_MAX - 1)
-    pipe.expire(key, RECENT_TTL_SECONDS)
+    pipe.ltrim(key, 0, recent.MAX_EVENTS - 1)
+    pipe.expire(key, recent.TTL_SECONDS)
     pipe.execute()

@@ -11,38 +11,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import redis
 
 from consumer.dedup import DoneMarkers
 from consumer.events import Event
+from published import runs
 from published.locks import DEFAULT_TTL_SECONDS, LockRegistry
 from recommender.service import TenantsFn, TrainFn, TrainingService
 from runtime.config import Settings
+from runtime.errors import RetryableError
 
 log = logging.getLogger(__name__)
 
-# Statuses of a training's result after which the event is done for good
-# ("rejected": the promotion gate kept a worse model out; running it again changes nothing).
-SUCCESS_STATUSES = ("published", "not_trained", "skipped", "stale", "rejected")
-FAILED = "failed"
+# Statuses of a run after which the event is done for good (re-exported for the worker).
+SUCCESS_STATUSES = runs.SUCCESS_STATUSES
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Infrastructure trouble that may pass (Totara busy or down, Redis away, disk)."""
-    try:
-        from recommender.ingest.download import DownloadError
-    except ImportError:  # the module is optional for the consumer's own tests
-        DownloadError = None  # noqa: N806
-    if DownloadError is not None and isinstance(exc, DownloadError):
-        return bool(getattr(exc, "retryable", False))
-    return isinstance(exc, redis.RedisError | OSError)
+    """Infrastructure trouble that may pass (Totara busy or down, Redis away, disk): the error
+    says so by its type; Redis' and the operating system's own errors count as such too."""
+    return isinstance(exc, RetryableError | redis.RedisError | OSError)
 
 
 def summarize(result: Any, seconds: float) -> tuple[str, str]:
     """The status of a TenantResult and one line about it for the log."""
-    status = str(getattr(result, "status", FAILED))
+    status = str(getattr(result, "status", runs.RunStatus.FAILED))
     version = getattr(result, "version", None)
     message = str(getattr(result, "message", ""))
     text = f"finished in {seconds:.1f}s with status {status}"
@@ -51,12 +47,19 @@ def summarize(result: Any, seconds: float) -> tuple[str, str]:
     return status, text
 
 
+class OutcomeKind(StrEnum):
+    TRAINED = "trained"  # the pipeline ran: ``result`` says how it went
+    LOCKED = "locked"  # another worker trains the tenant: wait and try again
+    DUPLICATE = "duplicate"  # a copy of the event finished while this one waited
+    TENANTS = "tenants"  # the tenants to fan an event out to
+
+
 @dataclass
 class Outcome:
-    kind: str  # "trained" | "locked" | "duplicate" | "tenants"
-    result: Any = None  # TenantResult for "trained"
+    kind: OutcomeKind
+    result: Any = None  # TenantResult for TRAINED
     tenants: list[str] = field(default_factory=list)
-    holder: str | None = None  # who holds the lock, for "locked"
+    holder: str | None = None  # who holds the lock, for LOCKED
 
 
 @dataclass
@@ -86,11 +89,11 @@ def run_train(ctx: JobContext, event: Event) -> Outcome:
         # Marked while the lock is still held, so no copy can start between the two.
         finished=lambda r: ctx.markers.mark(event.id, str(getattr(r, "status", "?"))))
     if result is None:
-        return Outcome("duplicate")
-    if getattr(result, "status", None) == "locked":
-        return Outcome("locked", holder=result.holder)
-    return Outcome("trained", result=result)
+        return Outcome(OutcomeKind.DUPLICATE)
+    if getattr(result, "status", None) == runs.RunStatus.LOCKED:
+        return Outcome(OutcomeKind.LOCKED, holder=result.holder)
+    return Outcome(OutcomeKind.TRAINED, result=result)
 
 
 def run_tenants(ctx: JobContext, event: Event) -> Outcome:
-    return Outcome("tenants", tenants=ctx.service.tenants())
+    return Outcome(OutcomeKind.TENANTS, tenants=ctx.service.tenants())

@@ -24,6 +24,7 @@ import redis
 
 from published import keys
 from published.locks import DEFAULT_TTL_SECONDS, LockRegistry
+from published.runs import RunStatus
 from recommender.service import RestoreFn, TrainingService
 from runtime.config import Settings
 
@@ -102,7 +103,7 @@ class Recovery:
         for result in results:
             log.warning("tenant %s: restore %s: %s", getattr(result, "tenant", tenant),
                         getattr(result, "status", "?"), getattr(result, "message", ""))
-        published = any(getattr(r, "status", "") == "published" for r in results)
+        published = any(getattr(r, "status", "") == RunStatus.PUBLISHED for r in results)
         if published:
             self.restored.append(tenant)
         return published

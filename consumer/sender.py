@@ -25,6 +25,7 @@ from kombu import Connection, Producer
 
 from consumer import events
 from consumer.topology import Topology
+from runtime.errors import ConfigError, InvalidEvent
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         event = event_from_args(args)
-    except events.InvalidEvent as exc:
+    except InvalidEvent as exc:
         print(f"invalid event: {exc}", file=sys.stderr)
         return 2
     line = json.dumps(event.body(), separators=(",", ":"))
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
         return 0
     from consumer import broker
-    from runtime.config import ConfigError, load_or_exit
+    from runtime.config import load_or_exit
 
     settings = load_or_exit(require_totara=False)  # publishing never talks to Totara
     try:

@@ -18,7 +18,8 @@ from consumer.worker import Worker
 from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, worker_name
 from recommender.service import TenantsFn, TrainFn
 from runtime import logsetup
-from runtime.config import ConfigError, Settings, load_or_exit
+from runtime.config import Settings, load_or_exit
+from runtime.errors import ConfigError
 from runtime.redisconn import connect
 
 log = logging.getLogger("consumer")

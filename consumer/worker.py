@@ -266,12 +266,12 @@ class Worker(ConsumerMixin):
                 self.settler.dead_letter(d, reason)
             return
         assert outcome is not None
-        if outcome.kind == "locked":
+        if outcome.kind == jobs.OutcomeKind.LOCKED:
             self.settler.wait_for_lock(d, outcome.holder)
-        elif outcome.kind == "duplicate":
+        elif outcome.kind == jobs.OutcomeKind.DUPLICATE:
             worker_metrics.event(d, "duplicate")
             self.settler.ack(d, "duplicate of an event done while it waited")
-        elif outcome.kind == "tenants":
+        elif outcome.kind == jobs.OutcomeKind.TENANTS:
             self._fan_out(d, outcome.tenants)
         else:
             status, text = jobs.summarize(outcome.result, seconds)

@@ -16,26 +16,15 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from published import overview
+from published import overview, runs
+from published.runs import LastRun, RunMeta, RunStatus, VersionStatus
 
 # The health check's bound: beyond it, tenants are left out of the metrics rather than
 # making every scrape slow.
 MAX_TENANTS = 1000
 CACHE_SECONDS = 5.0
-# Statuses of a run after which the tenant is served what it should be (consumer.jobs).
-SUCCESS_STATUSES = frozenset({"published", "not_trained", "skipped", "stale", "rejected"})
 QUALITY = ("precision_at_10", "recall_at_10", "auc")
 SIZES = ("n_users", "n_items", "n_interactions")
-_META = ["status", "trained_at", "incremental_runs", *QUALITY, *SIZES]
-_RUN = ["status", "at"]
-
-
-def _number(raw: str) -> float | None:
-    try:
-        value = float(raw) if raw else None
-    except ValueError:
-        return None
-    return value if value is not None and value == value else None
 
 
 class TenantCollector(Collector):
@@ -59,15 +48,16 @@ class TenantCollector(Collector):
     def _read(self, now: float) -> list[GaugeMetricFamily]:
         up = GaugeMetricFamily("totara_ml_redis_up", "1 when Redis answered the last scrape")
         try:
-            seen = overview.read(self.client(), _META, _RUN, MAX_TENANTS)
+            seen = overview.read(self.client(), runs.FIELDS, runs.RUN_FIELDS, MAX_TENANTS)
         except (redis.RedisError, OSError, RuntimeError):
             up.add_metric([], 0)
             return [up]
         up.add_metric([], 1)
         families = _families()
         for state in seen.tenants:
-            _add_tenant(families, state.tenant, state.meta, state.run, now)
-        leader = _number(seen.leader)
+            _add_tenant(families, state.tenant, RunMeta.from_fields(state.meta),
+                        LastRun.from_fields(state.run), now)
+        leader = runs.parse_number(seen.leader)
         if leader is not None and self.period:
             families["next_retrain"].add_metric([], leader + self.period)
         return [up, *families.values()]
@@ -104,31 +94,27 @@ def _families() -> dict[str, GaugeMetricFamily]:
     }
 
 
-def _add_tenant(families: dict[str, GaugeMetricFamily], tenant: str,
-                meta: dict[str, str], run: dict[str, str], now: float) -> None:
-    status = meta["status"]
-    trained_at = _number(meta["trained_at"])
-    if trained_at is not None:
-        families["age"].add_metric([tenant], max(0.0, now - trained_at))
-    if status:
-        families["trained"].add_metric([tenant], 1 if status == "trained" else 0)
-    for name in QUALITY if status == "trained" else ():
-        value = _number(meta[name])
+def _add_tenant(families: dict[str, GaugeMetricFamily], tenant: str, meta: RunMeta,
+                run: LastRun, now: float) -> None:
+    trained = meta.status == VersionStatus.TRAINED
+    if meta.trained_at is not None:
+        families["age"].add_metric([tenant], max(0.0, now - meta.trained_at))
+    if meta.status is not None:
+        families["trained"].add_metric([tenant], 1 if trained else 0)
+    for name in QUALITY if trained else ():
+        value = getattr(meta, name)
         if value is not None:
             families["quality"].add_metric([tenant, name], value)
-    runs = _number(meta["incremental_runs"])
-    if status == "trained" and runs is not None:
-        families["incremental"].add_metric([tenant], runs)
+    if trained and meta.incremental_runs is not None:
+        families["incremental"].add_metric([tenant], meta.incremental_runs)
     for name in SIZES:
-        value = _number(meta[name])
+        value = getattr(meta, name)
         if value is not None:
             families["size"].add_metric([tenant, name[2:]], value)
-    run_status = run["status"]
-    run_at = _number(run["at"])
-    successes = [t for t in (trained_at, run_at if run_status in SUCCESS_STATUSES else None)
-                 if t is not None]
+    succeeded = run.at if run.status in runs.SUCCESS_STATUSES else None
+    successes = [t for t in (meta.trained_at, succeeded) if t is not None]
     if successes:
         families["success"].add_metric([tenant], max(successes))
-    if run_at is not None:
-        families["last_run"].add_metric([tenant], run_at)
-        families["last_ok"].add_metric([tenant], 0 if run_status == "failed" else 1)
+    if run.at is not None:
+        families["last_run"].add_metric([tenant], run.at)
+        families["last_ok"].add_metric([tenant], 0 if run.status == RunStatus.FAILED else 1)

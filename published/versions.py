@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 import redis
 
 from published import keys
+from runtime.errors import StaleVersionError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ redis.call('SET', KEYS[1], ARGV[1])
 if cur then redis.call('ZADD', KEYS[3], ARGV[2], cur) end
 return 1
 """
-
-
-class StaleVersionError(RuntimeError):
-    """The pointer was not moved: a newer version is current, or this one was collected."""
 
 
 def new_version(now: float | None = None) -> str:

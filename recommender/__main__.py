@@ -7,9 +7,13 @@ import logging
 import sys
 from pathlib import Path
 
+from published.runs import RunStatus
 from recommender.outcome import TenantResult
 from recommender.service import TrainingService
 from runtime.config import Settings, load_or_exit
+
+# Outcomes of ``train`` that make the command fail (exit status 1).
+TRAIN_TROUBLE = (RunStatus.FAILED, RunStatus.STALE, RunStatus.LOCKED)
 
 
 def _settings_for(export_dir: Path | None) -> tuple[Settings, Path | None]:
@@ -31,7 +35,7 @@ def _tenants(service: TrainingService, settings: Settings,
              export_dir: Path | None) -> list[str] | None:
     """Every tenant of the export, or None when Totara cannot give the list (said on stderr)."""
     from published import summary
-    from recommender.ingest.download import DownloadError
+    from runtime.errors import DownloadError
 
     try:
         return service.tenants(export_dir)
@@ -61,12 +65,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    export_dir=export_dir, progress=progress)
         except Exception as exc:  # one tenant's failure must not stop the others
             logging.getLogger(__name__).debug("tenant %s failed", tenant, exc_info=True)
-            result = TenantResult(tenant, "failed", f"{type(exc).__name__}: {exc}",
+            result = TenantResult(tenant, RunStatus.FAILED, f"{type(exc).__name__}: {exc}",
                                   algorithm=args.algorithm or settings.algorithm)
         progress.finished(result)
         results.append(result)
     print_results(results)
-    return 1 if any(r.status in ("failed", "stale", "locked") for r in results) else 0
+    return 1 if any(r.status in TRAIN_TROUBLE for r in results) else 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -80,7 +84,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     print_results(results)
     if not results:
         print(f"no saved models in {settings.models_dir}", file=sys.stderr)
-    return 1 if not results or any(r.status == "failed" for r in results) else 0
+    return 1 if not results or any(r.status == RunStatus.FAILED for r in results) else 0
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -107,6 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _logging(settings)
     from recommender.ingest import export
     from recommender.offline import evalreport, evaluate
+    from runtime.errors import ExportError
 
     ks = tuple(int(k) for k in args.k.split(",") if k.strip())
     modes = tuple(args.algorithm.split(",")) if args.algorithm else (settings.algorithm,)
@@ -115,7 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for tenant in tenants:
         try:
             data = export.load_tenant(args.export_dir, tenant)
-        except export.ExportError as exc:
+        except ExportError as exc:
             print(f"tenant {tenant}: export rejected: {exc}", file=sys.stderr)
             return 1
         print(f"tenant {tenant}: {len(data.users)} users, {len(data.items)} items, "

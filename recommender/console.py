@@ -7,7 +7,11 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
+from published.runs import RunStatus
 from recommender.outcome import Progress, TenantResult
+
+# Statuses whose message the table cannot show and an operator needs.
+_EXPLAINED = (RunStatus.FAILED, RunStatus.STALE, RunStatus.NOT_TRAINED, RunStatus.LOCKED)
 
 
 class ConsoleProgress(Progress):
@@ -58,5 +62,5 @@ def print_results(results: Sequence[TenantResult], out: TextIO = sys.stdout) -> 
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)), file=out)
     for r in results:
-        if r.status in ("failed", "stale", "not_trained", "locked") and r.message:
+        if r.status in _EXPLAINED and r.message:
             print(f"tenant {r.tenant}: {r.message}", file=out)

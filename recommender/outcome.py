@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from published.runs import RunStatus
+
 log = logging.getLogger("recommender.pipeline")
 
 
 @dataclass
 class TenantResult:
     tenant: str
-    status: str  # published | not_trained | rejected | failed | skipped | stale | locked (CLI)
+    status: RunStatus
     message: str
     version: str | None = None
     algorithm: str = ""

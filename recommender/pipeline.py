@@ -17,13 +17,15 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from published import keys, summary, versions
+from published import summary, versions
+from published.runs import Fit, LastRun, RunMeta, RunStatus, VersionStatus
 from recommender.ingest import download, export
 from recommender.model import features, train, warmstart
 from recommender.outcome import Progress, TenantResult
 from recommender.publish import modelfile
 from recommender.publish.release import publish_arrays, saved_arrays
 from runtime.config import Settings
+from runtime.errors import DownloadError, ExportError, ModelStoreError, StaleVersionError
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,6 @@ TOO_SMALL = "The number of users or items is too small to train a model"
 PROMOTION_RATIO = 0.9
 
 
-class ModelStoreError(OSError):
-    """ML_MODELS_DIR cannot take the model (full, read-only, missing permissions)."""
 
 
 @contextmanager
@@ -67,13 +67,13 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
     version left by an earlier run is removed at once rather than after it idled for minutes.
     The outcome, whatever it is, is recorded in ``keys.last_run`` for the health check.
     """
-    result = TenantResult(tenant, "failed", "", algorithm=algorithm or settings.algorithm)
+    result = TenantResult(tenant, RunStatus.FAILED, "", algorithm=algorithm or settings.algorithm)
     try:
         _run(settings, client, result, force, export_dir, progress or Progress(),
              params or train.TrainParams(), exclusive)
     except Exception as exc:
-        result.status, result.message = "failed", f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, download.DownloadError):  # that one is logged where it happens
+        result.status, result.message = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, DownloadError):  # that one is logged where it happens
             summary.append(settings.logs_dir, result.algorithm, tenant, result.message)
         _record(client, result)
         raise
@@ -82,11 +82,10 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
 
 
 def _record(client: redis.Redis, result: TenantResult) -> None:
-    fields = {"status": result.status, "message": result.message, "at": round(time.time(), 3),
-              "version": result.version or "", "algorithm": result.algorithm,
-              "precision_at_10": result.metrics.get("precision_at_10", "")}
+    run = LastRun(result.status, result.message, round(time.time(), 3), result.version,
+                  result.algorithm, result.metrics.get("precision_at_10"))
     try:
-        client.hset(keys.last_run(result.tenant), mapping=fields)
+        run.write(client, result.tenant)
     except redis.RedisError:  # the run's own outcome matters more than its record
         log.warning("tenant %s: could not record the run's outcome in Redis", result.tenant)
 
@@ -125,12 +124,12 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
         try:
             with _timed(result, "load", progress):
                 data = _load(settings, tenant, export_dir, Path(scratch))
-        except export.ExportError as exc:
+        except ExportError as exc:
             result.message = f"export rejected: {exc}"
             summary.append(settings.logs_dir, algorithm, tenant, result.message)
             log.error("tenant %s: %s", tenant, result.message)
             return
-        except download.DownloadError as exc:
+        except DownloadError as exc:
             summary.append(settings.logs_dir, algorithm, tenant, f"download failed: {exc}")
             raise
     result.counts = {"users": len(data.users), "items": len(data.items),
@@ -138,45 +137,44 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
     published = versions.current_meta(client, tenant)
     if (not force and published and published.get("export_fingerprint") == data.fingerprint
             and published.get("algorithm") == algorithm):
-        result.status, result.version = "skipped", published.get("version")
+        result.status, result.version = RunStatus.SKIPPED, published.get("version")
         result.message = "this export is already published"
         return
     version = versions.new_version()
-    meta = {"status": "trained", "algorithm": algorithm, "n_users": len(data.users),
-            "n_items": len(data.items), "n_interactions": len(data.interactions),
-            "export_fingerprint": data.fingerprint, "top_k": settings.top_k}
+    meta = RunMeta(VersionStatus.TRAINED, algorithm, len(data.users), len(data.items),
+                   len(data.interactions), data.fingerprint, settings.top_k)
     if len(data.users) < MIN_USERS or len(data.items) < MIN_ITEMS:
-        meta.update(status="not_trained", message=TOO_SMALL)
+        meta.status, meta.message = VersionStatus.NOT_TRAINED, TOO_SMALL
         arrays: dict[str, np.ndarray] = {}
-        result.status, result.message = "not_trained", TOO_SMALL
+        result.status, result.message = RunStatus.NOT_TRAINED, TOO_SMALL
     else:
         arrays = _fit(data, algorithm, settings, params, result, progress, meta, force)
-        result.status = "published"
+        result.status = RunStatus.PUBLISHED
         refusal = None if force else _gate(published, result)
         if refusal:
-            result.status, result.message = "rejected", refusal
+            result.status, result.message = RunStatus.REJECTED, refusal
             summary.append(settings.logs_dir, algorithm, tenant, refusal, result.epochs,
                            result.components, result.metrics["auc"])
             log.warning("tenant %s: %s", tenant, refusal)
             return
-    meta["trained_at"] = round(time.time(), 3)
+    meta.trained_at = round(time.time(), 3)
     with _timed(result, "save", progress):
         try:
-            modelfile.save(settings.models_dir, tenant, version, arrays, meta)
+            modelfile.save(settings.models_dir, tenant, version, arrays, meta.to_dict())
         except OSError as exc:
             raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
                                   f"{settings.models_dir}: {exc}") from exc
     with _timed(result, "publish", progress):
         try:
-            publish_arrays(client, tenant, version, arrays, meta, settings.top_k,
+            publish_arrays(client, tenant, version, arrays, meta.to_dict(), settings.top_k,
                            threads=settings.num_threads)
-        except versions.StaleVersionError as exc:
-            result.status, result.message = "stale", str(exc)
+        except StaleVersionError as exc:
+            result.status, result.message = RunStatus.STALE, str(exc)
             return
     modelfile.mark_current(settings.models_dir, tenant, version)
     versions.collect_garbage(client, tenant, settings.publish_grace_seconds)
     result.version = version
-    if result.status == "published":
+    if result.status == RunStatus.PUBLISHED:
         result.message = (f"trained: P@10 {result.metrics['precision_at_10']:.4f}, "
                           f"R@10 {result.metrics['recall_at_10']:.4f}, "
                           f"AUC {result.metrics['auc']:.4f}")
@@ -186,7 +184,7 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
 
 def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
          params: train.TrainParams, result: TenantResult, progress: Progress,
-         meta: dict, force: bool) -> dict[str, np.ndarray]:
+         meta: RunMeta, force: bool) -> dict[str, np.ndarray]:
     """Fit from the saved model when it fits this export (recommender.model.warmstart), else afresh;
     ``force`` always fits afresh."""
     with _timed(result, "features", progress):
@@ -210,30 +208,30 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
                       "recall_at_10": fitted.validation["recall"],
                       "ndcg_at_10": fitted.validation["ndcg"],
                       "auc": fitted.validation["auc"]}
-    meta.update(epochs=fitted.epochs, components=params.components,
-                epochs_trained=fitted.epochs_trained,
-                **{k: round(v, 6) for k, v in result.metrics.items()})
+    meta.epochs, meta.components = fitted.epochs, params.components
+    meta.epochs_trained = fitted.epochs_trained
+    quality = {k: round(v, 6) for k, v in result.metrics.items()}
+    meta.precision_at_10, meta.recall_at_10 = quality["precision_at_10"], quality["recall_at_10"]
+    meta.ndcg_at_10, meta.auc = quality["ndcg_at_10"], quality["auc"]
     if warm is not None:  # fit_incremental succeeded: it always measures the baseline
         log.info("tenant %s: incremental fit from %s, validation P@10 %.4f on %d new pairs "
                  "(saved model: %.4f)", data.tenant, warm.source_version,
                  result.metrics["precision_at_10"], fitted.held_out_pairs, fitted.warm_baseline)
         result.metrics["warm_baseline_precision_at_10"] = fitted.warm_baseline
-        meta.update(fit="incremental", incremental_from=warm.source_version,
-                    incremental_runs=warm.runs + 1, validation_pairs="new",
-                    warm_baseline_precision_at_10=round(fitted.warm_baseline, 6))
-        if warm.full_fit_precision is not None:
-            meta["full_fit_precision_at_10"] = warm.full_fit_precision
+        meta.fit, meta.incremental_from = Fit.INCREMENTAL, warm.source_version
+        meta.incremental_runs, meta.validation_pairs = warm.runs + 1, "new"
+        meta.warm_baseline_precision_at_10 = round(fitted.warm_baseline, 6)
+        meta.full_fit_precision_at_10 = warm.full_fit_precision
     else:
-        meta.update(fit="full", incremental_runs=0, validation_pairs="random",
-                    full_fit_precision_at_10=meta["precision_at_10"])
-    if fitted.identity_weight is not None:  # the share chosen on validation, for diagnosis
-        meta["identity_weight"] = fitted.identity_weight
+        meta.fit, meta.incremental_runs, meta.validation_pairs = Fit.FULL, 0, "random"
+        meta.full_fit_precision_at_10 = meta.precision_at_10
+    # The identity feature's share chosen on validation, for diagnosis (None: no such feature).
+    meta.identity_weight = fitted.identity_weight
     if fitted.item_item is not None:
-        meta.update(blend_weight=fitted.blend.weight, item_item_lambda=fitted.blend.lam,
-                    reranked=int(fitted.ranker is not None))
-        for name, precision in fitted.layers.rerank.precision.items():
-            meta[f"rerank_validation_{name}"] = round(precision, 6)
-    meta["params"] = dict(params.__dict__)
+        meta.blend_weight, meta.item_item_lambda = fitted.blend.weight, fitted.blend.lam
+        meta.reranked = int(fitted.ranker is not None)
+        meta.rerank_validation = {k: round(v, 6) for k, v in fitted.layers.rerank.precision.items()}
+    meta.params = dict(params.__dict__)
     return saved_arrays(data, fitted.model, fs, fitted.item_item, fitted.blend.weight,
                         fitted.ranker)
 
@@ -255,7 +253,7 @@ def restore(settings: Settings, client: redis.Redis,
         try:
             publish_arrays(client, tenant, new, arrays, meta, settings.top_k,
                            threads=settings.num_threads)
-        except versions.StaleVersionError as exc:
+        except StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
         else:
             result.status, result.version = "published", new

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from published.locks import DEFAULT_TTL_SECONDS, LockRegistry, TenantLock
+from published.runs import RunStatus
 from recommender.outcome import Progress, TenantResult
 from recommender.publish import modelfile
 from runtime.config import Settings
@@ -119,7 +120,8 @@ class TrainingService:
             holder = lock.holder()
             message = (f"being trained by {holder or 'another process'}; try again when it "
                        "has finished")
-            return TenantResult(tenant, "locked", message, algorithm=algorithm, holder=holder)
+            return TenantResult(tenant, RunStatus.LOCKED, message, algorithm=algorithm,
+                                holder=holder)
         self.locks.add(lock)
         try:
             with lock.renewing():

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from runtime.errors import ConfigError
+
 ALGORITHMS = ("hybrid", "partial", "mf")
 LOG_FORMATS = ("text", "json")
 _BROKER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -22,10 +24,6 @@ _BROKER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MIN_KEY_LENGTH = 16
 # Set once the start-up warnings were printed, so forked or re-reading processes stay quiet.
 _WARNED_MARKER = "_ML_CONFIG_WARNED"
-
-
-class ConfigError(ValueError):
-    """A missing or invalid configuration value; the message is a single line."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from fake_totara import FakeTotara
 from recommender.ingest.download import DownloadError, download_file, fetch_tenant, fetch_tenants
 from recommender.ingest.export import load_tenant
 from runtime import config
+from runtime.errors import RetryableError
 from runtime.signing import signed_headers
 
 KEY = "test-shared-secret-0123456789"
@@ -105,7 +106,7 @@ def test_202_forever_gives_up_after_the_retries_with_a_retryable_error(totara, b
     with pytest.raises(DownloadError) as caught:
         fetch_tenant(settings_for(base_env, totara.url), "0", tmp_path / "d", sleep=sleeps)
 
-    assert caught.value.retryable
+    assert isinstance(caught.value, RetryableError)
     assert "not ready (202) after 3 retries" in str(caught.value)
     assert sleeps == [60.0] * 3
     assert len(totara.requests_seen) == 4  # the first attempt and three retries
@@ -126,7 +127,7 @@ def test_404_is_not_retryable(totara, base_env, tmp_path):
     with pytest.raises(DownloadError, match="404") as caught:
         fetch_tenants(settings_for(base_env, totara.url), tmp_path, sleep=Sleeps())
 
-    assert not caught.value.retryable
+    assert not isinstance(caught.value, RetryableError)
 
 
 def test_unknown_file_is_a_404(totara, base_env, tmp_path):
@@ -141,7 +142,7 @@ def test_wrong_key_gets_404_from_totara_and_the_key_is_not_in_the_message(totara
     with pytest.raises(DownloadError) as caught:
         fetch_tenants(settings, tmp_path)
 
-    assert not caught.value.retryable
+    assert not isinstance(caught.value, RetryableError)
     assert "not-the-shared-secret" not in str(caught.value)
     assert totara.requests_seen  # the request did reach Totara, which refused it
 
@@ -163,7 +164,7 @@ def test_server_error_is_retryable(totara, base_env, tmp_path):
     with pytest.raises(DownloadError, match="HTTP 500") as caught:
         fetch_tenant(settings_for(base_env, totara.url), "0", tmp_path)
 
-    assert caught.value.retryable
+    assert isinstance(caught.value, RetryableError)
 
 
 def test_hanging_totara_times_out_with_a_retryable_error(totara, base_env, tmp_path):
@@ -173,7 +174,7 @@ def test_hanging_totara_times_out_with_a_retryable_error(totara, base_env, tmp_p
     with pytest.raises(DownloadError, match="did not answer within 0.3 s") as caught:
         fetch_tenants(settings_for(base_env, totara.url, ML_DOWNLOAD_TIMEOUT="0.3"), tmp_path)
 
-    assert caught.value.retryable
+    assert isinstance(caught.value, RetryableError)
 
 
 def test_truncated_body_is_retryable_and_leaves_no_file(totara, base_env, tmp_path):
@@ -182,7 +183,7 @@ def test_truncated_body_is_retryable_and_leaves_no_file(totara, base_env, tmp_pa
     with pytest.raises(DownloadError) as caught:
         fetch_tenant(settings_for(base_env, totara.url), "0", tmp_path / "d")
 
-    assert caught.value.retryable
+    assert isinstance(caught.value, RetryableError)
     assert not any((tmp_path / "d").iterdir())
 
 
@@ -192,7 +193,7 @@ def test_connection_refused_is_retryable(base_env, tmp_path):
     with pytest.raises(DownloadError) as caught:
         download_file(settings_for(base_env, url), "tenants.csv", tmp_path)
 
-    assert caught.value.retryable
+    assert isinstance(caught.value, RetryableError)
 
 
 def test_status_endpoint_of_the_fake_answers_ok_and_can_fail():
@@ -215,7 +216,7 @@ def test_status_endpoint_of_the_fake_answers_ok_and_can_fail():
 def test_tenant_that_is_not_a_number_is_refused_before_any_request(totara, base_env, tmp_path):
     with pytest.raises(DownloadError, match="is not a whole number") as caught:
         fetch_tenant(settings_for(base_env, totara.url), "../0", tmp_path)
-    assert not caught.value.retryable
+    assert not isinstance(caught.value, RetryableError)
     assert totara.requests_seen == []
 
 

@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from runtime.errors import BadFile
+
 BOM = b"\xef\xbb\xbf"
 MAX_ID_DIGITS = 18  # keeps ids inside int64
 # What a file's own whitespace around a number may be: pyarrow's integer parser skips it.
@@ -32,10 +34,10 @@ SPACES = " \t"
 RowCheck = Callable[[list[str]], "str | None"]
 
 
-class BadFile(Exception):
-    """A malformed file; the message names the file, the line and the problem."""
-
-
+# Fallback and RowProblem are signals between the two passes, not failures: they never leave
+# the reader (export.py and this module turn them into BadFile or ExportError a few lines from
+# where they are raised), so they stay out of runtime.errors' hierarchy and a caller's
+# ``except ServiceError`` can never swallow one by mistake.
 class Fallback(Exception):
     """The fast pass found something wrong; the slow pass finds out what and where."""
 

@@ -22,6 +22,7 @@ import requests
 
 from recommender.ingest import export
 from runtime.config import Settings
+from runtime.errors import DownloadError, TransientDownloadError
 from runtime.signing import signed_headers
 
 log = logging.getLogger(__name__)
@@ -32,18 +33,9 @@ CHUNK = 1 << 20
 Sleep = Callable[[float], None]
 
 
-class DownloadError(Exception):
-    """The export could not be fetched; ``retryable`` when trying again later may help."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
 def _url(settings: Settings, name: str) -> str:
     if not settings.totara_url or not settings.totara_key:
-        raise DownloadError("ML_TOTARA_URL and ML_TOTARA_KEY are needed to download the export",
-                            retryable=False)
+        raise DownloadError("ML_TOTARA_URL and ML_TOTARA_KEY are needed to download the export")
     return settings.totara_url.rstrip("/") + EXPORT_PATH + name
 
 
@@ -51,10 +43,10 @@ def _status_error(name: str, status: int) -> DownloadError:
     if status == 404:
         return DownloadError(f"{name}: Totara answered 404 (bad or stale signature - check that "
                              "ML_TOTARA_KEY equals ml_service_key and the clocks agree -, "
-                             "unknown file, or the recommender export is disabled)",
-                             retryable=False)
+                             "unknown file, or the recommender export is disabled)")
     # A server error may pass; any other answer means a wrong URL or set-up, which will not.
-    return DownloadError(f"{name}: Totara answered HTTP {status}", retryable=status >= 500)
+    kind = TransientDownloadError if status >= 500 else DownloadError
+    return kind(f"{name}: Totara answered HTTP {status}")
 
 
 def _save(response: requests.Response, target: Path) -> int:
@@ -73,8 +65,8 @@ def _save(response: requests.Response, target: Path) -> int:
         # Content-Length counts the bytes sent, which differ from ours when they were gzipped.
         identity = response.headers.get("Content-Encoding", "identity") == "identity"
         if identity and expected is not None and expected.isdigit() and int(expected) != written:
-            raise DownloadError(f"{target.name}: the download stopped after {written} of "
-                                f"{expected} bytes", retryable=True)
+            raise TransientDownloadError(f"{target.name}: the download stopped after {written} "
+                                         f"of {expected} bytes")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -109,16 +101,16 @@ def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = t
                     if response.status_code != 202:
                         raise _status_error(name, response.status_code)
             except requests.Timeout:
-                raise DownloadError(f"{name}: Totara did not answer within "
-                                    f"{settings.download_timeout:g} s", retryable=True) from None
+                raise TransientDownloadError(f"{name}: Totara did not answer within "
+                                             f"{settings.download_timeout:g} s") from None
             except requests.exceptions.ChunkedEncodingError:
-                raise DownloadError(f"{name}: the connection broke during the download",
-                                    retryable=True) from None
+                raise TransientDownloadError(f"{name}: the connection broke during the "
+                                             "download") from None
             except requests.RequestException as exc:
                 # requests' messages hold the URL and the cause, never the request headers.
-                raise DownloadError(f"{name}: could not download from {settings.totara_url}: "
-                                    f"{type(exc).__name__}: {str(exc)[:300]}",
-                                    retryable=True) from None
+                raise TransientDownloadError(f"{name}: could not download from "
+                                             f"{settings.totara_url}: {type(exc).__name__}: "
+                                             f"{str(exc)[:300]}") from None
             if attempt < settings.download_retries:
                 log.info("%s: Totara is still writing the export (202), asking again in %g s",
                          name, settings.download_retry_delay)
@@ -126,8 +118,8 @@ def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = t
     finally:
         if session is None:
             http.close()
-    raise DownloadError(f"{name}: the export was still not ready (202) after "
-                        f"{settings.download_retries} retries", retryable=True)
+    raise TransientDownloadError(f"{name}: the export was still not ready (202) after "
+                                 f"{settings.download_retries} retries")
 
 
 def fetch_tenants(settings: Settings, dest: Path, *, sleep: Sleep = time.sleep,
@@ -144,9 +136,8 @@ def fetch_tenant(settings: Settings, tenant: str, dest: Path, *, sleep: Sleep = 
                  session: requests.Session | None = None) -> None:
     """Download one tenant's three files into ``dest``, in the order Totara's own service uses."""
     if not (tenant.isascii() and tenant.isdigit()):  # it becomes part of a URL and file names
-        raise DownloadError(f"tenant {tenant!r} is not a whole number", retryable=False)
+        raise DownloadError(f"tenant {tenant!r} is not a whole number")
     for name in (export.interactions_file(tenant), export.users_file(tenant),
                  export.items_file(tenant)):
         if not download_file(settings, name, dest, sleep=sleep, session=session):
-            raise DownloadError(f"{name}: Totara answered 204 (no content) for a data file",
-                                retryable=False)
+            raise DownloadError(f"{name}: Totara answered 204 (no content) for a data file")

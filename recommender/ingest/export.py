@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from recommender.ingest import csvfile
 from recommender.ingest.csvfile import Fallback, RowCheck, RowProblem, is_whole, require
+from runtime.errors import BadFile, ExportError
 from runtime.items import ITEM_TYPES, parse_item_key
 
 # One-hot columns of user_data (contract §5) and the free-text ones.
@@ -50,10 +51,6 @@ def items_file(tenant: str) -> str:
 
 def interactions_file(tenant: str) -> str:
     return f"user_interactions_{tenant}.csv"
-
-
-class ExportError(Exception):
-    """A malformed export file; the message names the file, the line and the problem."""
 
 
 @dataclass
@@ -370,7 +367,7 @@ def read_tenants(directory: Path) -> list[str]:
                 tenants.append(tenant)
     except RowProblem as exc:
         raise ExportError(f"{TENANTS_FILE} line {exc.line}: {exc.problem}") from None
-    except csvfile.BadFile as exc:
+    except BadFile as exc:
         raise ExportError(str(exc)) from None
     return tenants
 
@@ -380,7 +377,7 @@ def load_tenant(directory: Path, tenant: str) -> TenantExport:
     _check_tenant(tenant)
     try:
         return _load(directory, tenant)
-    except csvfile.BadFile as exc:
+    except BadFile as exc:
         raise ExportError(str(exc)) from None
 
 

@@ -1,0 +1,76 @@
+"""Every exception the service raises on purpose, under one base.
+
+``ServiceError`` is a failure the service knows about and reports in one line. Those that derive
+from ``RetryableError`` are infrastructure trouble that may pass (Totara busy or unreachable, a
+full disk): the worker retries them with backoff, and dead-letters every other one at once.
+Classes that callers already catch as a built-in (``except ValueError``, ``except OSError``) keep
+that built-in as a second base.
+
+Left out on purpose: the CSV reader's ``Fallback`` and ``RowProblem`` (recommender.ingest.csvfile)
+and the worker's ``_StopRequested``. They are control flow inside one module, caught a few lines
+from where they are raised, never a failure that reaches a caller.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A failure the service expects and reports; the message is the whole explanation."""
+
+
+class RetryableError(ServiceError):
+    """Infrastructure trouble that may pass: trying the same work again later can succeed."""
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+class ConfigError(ServiceError, ValueError):
+    """A missing or invalid configuration value; the message is a single line."""
+
+
+# -- published state ------------------------------------------------------------------------
+
+
+class StaleVersionError(ServiceError, RuntimeError):
+    """The pointer was not moved: a newer version is current, or this one was collected.
+
+    Not retryable: a newer model is already served, which another attempt cannot change."""
+
+
+# -- training: ingest, model store ----------------------------------------------------------
+
+
+class ExportError(ServiceError):
+    """A malformed export file; the message names the file, the line and the problem."""
+
+
+class BadFile(ServiceError):
+    """A malformed CSV file; the message names the file, the line and the problem."""
+
+
+class DownloadError(ServiceError):
+    """The export could not be fetched, and asking again will not help (set-up, refused file)."""
+
+
+class TransientDownloadError(DownloadError, RetryableError):
+    """The export could not be fetched now (Totara busy, slow or unreachable); later may work."""
+
+
+class ModelStoreError(RetryableError, OSError):
+    """ML_MODELS_DIR cannot take the model (full, read-only, missing permissions)."""
+
+
+# -- consumer and API input -----------------------------------------------------------------
+
+
+class InvalidEvent(ServiceError, ValueError):
+    """A message that can never be processed; the text is the reason, on one line."""
+
+
+class BadRequest(ServiceError):
+    """A malformed query; ``message`` goes into the failure envelope."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
