@@ -48,14 +48,14 @@ def _truth(args: argparse.Namespace, data) -> tuple[np.ndarray, np.ndarray]:
 def main(args: argparse.Namespace) -> int:
     from recommender.ingest import export
     from recommender.model import ranking
-    from recommender.offline import demo, evaluate
+    from recommender.offline import demo, splits
 
     with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as scratch:
         demo.write_demo_export(Path(scratch), tenants=1, users=args.users, items=args.items,
                                interactions=args.interactions, seed=args.seed)
         data = export.load_tenant(Path(scratch), "0")
     user_cluster, prob = _truth(args, data)
-    part = evaluate.split(data, args.protocol, 0.2, 0)
+    part = splits.split(data, args.protocol, 0.2, 0)
     report = ranking.ranking_report(lambda rows: prob[user_cluster[rows]],
                                     part.train_matrix(), part.test, (5, 10, 25), with_auc=False)
     print(f"demo tenant 0 (seed {args.seed}): {len(data.users)} users, {len(data.items)} items, "

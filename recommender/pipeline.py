@@ -258,8 +258,8 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
         for name, precision in fitted.layers.rerank.precision.items():
             meta[f"rerank_validation_{name}"] = round(precision, 6)
     meta["params"] = dict(params.__dict__)
-    return saved_arrays(data, fitted.model, fs, fitted.item_item, fitted.blend.weight,
-                        fitted.ranker)
+    return saved_arrays(data, fitted.model, fitted.features, fitted.item_item,
+                        fitted.blend.weight, fitted.ranker)
 
 
 def restore(settings: Settings, client: redis.Redis,
