@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.ingest.export import INTERACTION_COLUMNS, USER_COLUMNS, load_tenant, read_tenants
+from recommender.ingest.export import load_tenant, read_tenants
+from recommender.ingest.tables import INTERACTION_COLUMNS, USER_COLUMNS
 from recommender.offline.demo import DEMO_NOW, WINDOW_SECONDS, write_demo_export
 from runtime.items import ITEM_TYPES, TYPE_CODE
 

@@ -21,14 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from recommender.ingest.export import (
-    INTERACTION_COLUMNS,
-    TENANTS_FILE,
-    USER_COLUMNS,
-    interactions_file,
-    items_file,
-    users_file,
-)
+from recommender.ingest.export import TENANTS_FILE, interactions_file, items_file, users_file
+from recommender.ingest.tables import INTERACTION_COLUMNS, USER_COLUMNS
 from runtime.items import FAMILY_OF_TYPE, ITEM_TYPES
 
 # Fixed "now" so the same seed always writes the same bytes (2026-01-01 00:00 UTC).

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.ingest.export import Interactions, TenantExport
+from recommender.ingest.export import TenantExport
+from recommender.ingest.tables import Interactions
 from recommender.model.ranking import holdout_mask
 
 PROTOCOLS = ("random", "time")
