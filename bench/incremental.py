@@ -53,7 +53,7 @@ def _split(timestamps: np.ndarray, new_share: float,
 def main(args: argparse.Namespace) -> int:
     from recommender.ingest import export
     from recommender.model import features, ranking, train, warmstart
-    from recommender.offline import evaluate
+    from recommender.offline import contenders, splits
     from recommender.publish import modelfile
     from recommender.publish.release import saved_arrays
 
@@ -70,18 +70,18 @@ def main(args: argparse.Namespace) -> int:
         shape = (len(data.users), len(data.items))
         test_pairs = sp.csr_matrix((np.ones(int(test.sum()), np.float32),
                                     (inter.users[test], inter.items[test])), shape=shape)
-        old_export = evaluate.keep_interactions(data, ~new)
-        new_export = evaluate.keep_interactions(data, ~test)
+        old_export = splits.keep_interactions(data, ~new)
+        new_export = splits.keep_interactions(data, ~test)
         print(f"users {len(data.users)}, items {len(data.items)}: old export "
               f"{len(old_export.interactions)} interactions, new export "
               f"{len(new_export.interactions)} (+{int((new & ~test).sum())}), test pairs "
               f"{test_pairs.nnz}", flush=True)
 
         # Every model is measured against what the new export holds, the test pairs aside.
-        seen = evaluate.Split("incremental", new_export, test_pairs).train_matrix()
+        seen = splits.Split("incremental", new_export, test_pairs).train_matrix()
 
-        def measure(fitted: train.FitResult, fs: features.FeatureSet) -> dict[str, float]:
-            return ranking.ranking_metrics(evaluate.lightfm_scorer(fitted, fs), seen, test_pairs,
+        def measure(fitted: train.FitResult) -> dict[str, float]:
+            return ranking.ranking_metrics(contenders.lightfm_scorer(fitted), seen, test_pairs,
                                            k=10)
 
         started = time.perf_counter()
@@ -93,9 +93,9 @@ def main(args: argparse.Namespace) -> int:
                 "identity_weight": old.identity_weight,
                 "precision_at_10": old.validation["precision"]}
         modelfile.save(tmp / "models", data.tenant, "old",
-                       saved_arrays(old_export, old.model, old_fs), meta)
+                       saved_arrays(old_export, old.model, old.features), meta)
         modelfile.mark_current(tmp / "models", data.tenant, "old")
-        old_quality = measure(old, old_fs)
+        old_quality = measure(old)
 
         started = time.perf_counter()
         fs = features.build(new_export, args.algorithm)
@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
         full_seconds = time.perf_counter() - started
         print(f"full fit               {full_seconds:8.1f} s, {full.epochs_trained} epochs",
               flush=True)
-        full_quality = measure(full, fs)
+        full_quality = measure(full)
 
         started = time.perf_counter()
         fs = features.build(new_export, args.algorithm)
@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
               f"epochs (best {incremental.epochs}; validation on {incremental.held_out_pairs} "
               f"new pairs: {incremental.validation['precision']:.4f}, saved model "
               f"{incremental.warm_baseline:.4f})", flush=True)
-        inc_quality = measure(incremental, fs)
+        inc_quality = measure(incremental)
     for name, quality in (("old model", old_quality), ("full fit", full_quality),
                           ("incremental", inc_quality)):
         print(f"{name:<22} test P@10 {quality['precision']:.4f}  R@10 {quality['recall']:.4f}  "

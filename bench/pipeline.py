@@ -177,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
         fs = clock.run("features", features.build, data, args.algorithm)
         params = train.TrainParams(max_epochs=args.max_epochs)
         fitted = clock.run("fit", train.fit, fs, params, args.threads)
-        arrays = release.saved_arrays(data, fitted.model, fs, fitted.item_item,
+        arrays = release.saved_arrays(data, fitted.model, fitted.features, fitted.item_item,
                                       fitted.blend.weight, fitted.ranker)
         emb = release.embeddings(arrays, args.threads)
         process, url = servers.start_redis(tmp)

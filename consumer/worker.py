@@ -4,7 +4,8 @@ Its loop (``on_iteration``, then ``drain_events`` for at most ``safety_interval`
 blocks on slow work: training and tenants.csv downloads run on the ``Runner`` thread, so AMQP
 heartbeats go on during an hour-long fit and interaction events keep flowing. Messages are acked
 only when their work is done; a worker that dies leaves them unacked, and the broker redelivers.
-ConsumerMixin reconnects (with backoff) when the connection drops.
+ConsumerMixin reconnects (with backoff) when the connection drops. What each message means and
+how it is settled is consumer.handler's.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,13 @@ from kombu import Consumer as KombuConsumer
 from kombu.message import Message
 from kombu.mixins import ConsumerMixin
 
-from consumer import events, interactions, jobs
-from consumer import metrics as worker_metrics
-from consumer.dedup import DoneMarkers
+from consumer import events, jobs
 from consumer.delivery import Delivery, Settler
+from consumer.handler import EventHandler
 from consumer.retry import RetryPolicy
 from consumer.runner import Runner
 from consumer.scheduler import Scheduler
 from consumer.topology import Topology
-from runtime import logsetup
 
 log = logging.getLogger("consumer")
 
@@ -52,9 +50,10 @@ class Worker(ConsumerMixin):
         self.topology = topology
         self.client = client  # short timeouts: used on the connection thread
         self.context = context
-        self.markers = DoneMarkers(client)
         self.settler = Settler(topology, policy or RetryPolicy())
         self.runner = Runner()
+        self.handler = EventHandler(client, context, self.settler, self.runner,
+                                    self._broker_errors, self._events_first)
         self.scheduler = (Scheduler(client, self._publish_scheduled, schedule_seconds)
                           if schedule_seconds else None)
         self._scheduler_started = False
@@ -68,9 +67,13 @@ class Worker(ConsumerMixin):
         self._conn: Connection | None = None
         self._events: deque[Delivery] = deque()
         self._interactions: deque[Delivery] = deque()
-        self.inflight: Delivery | None = None
         self._stop_deadline: float | None = None
         self.ready = False  # consuming (tests wait for it)
+
+    @property
+    def inflight(self) -> Delivery | None:
+        """The message whose job is running on the training thread."""
+        return self.handler.inflight
 
     # -- connection life ---------------------------------------------------------------------
 
@@ -144,146 +147,29 @@ class Worker(ConsumerMixin):
         reason = f"cannot decode the message: {exc}"
         self._interactions.append(Delivery.receive(message, self.settler.generation, reason))
 
+    def _events_first(self, d: Delivery) -> None:
+        self._events.appendleft(d)
+
     # -- the loop ------------------------------------------------------------------------------
 
     def on_iteration(self) -> None:
         if self._conn is not None:
             self._conn.heartbeat_check()
-        self._collect()
+        self.handler.collect()
         self.settler.release_due()
         while self._interactions:
-            self._handle(self._interactions.popleft())
+            self.handler.handle(self._interactions.popleft())
         while self._events and self._stop_deadline is None:
             head = self._events[0]
-            if self._needs_runner(head) and self.runner.busy:
+            if self.handler.needs_runner(head) and self.runner.busy:
                 break
-            self._handle(self._events.popleft())
+            self.handler.handle(self._events.popleft())
         self._schedule()
         self._touch_alive()
         self._check_stop()
 
-    def _needs_runner(self, d: Delivery) -> bool:
-        if d.event is None:
-            return False
-        if d.event.type == events.TRAIN:
-            return True
-        return d.event.type in (events.EXPORT_READY, events.RETRAIN) and not (
-            d.event.fields.get("tenants") or d.event.fields.get("tenant"))
-
     def _broker_errors(self) -> tuple[type[BaseException], ...]:
         return self.connection.connection_errors + self.connection.channel_errors
-
-    def _handle(self, d: Delivery) -> None:
-        if d.event is None:
-            self.settler.dead_letter(d, d.invalid or "invalid message")
-            return
-        log.info("received %s", d.describe())
-        self._guarded(d, lambda: self._dispatch(d))
-
-    def _guarded(self, d: Delivery, work: Callable[[], None]) -> None:
-        """Broker trouble reconnects (unacked messages come back), Redis trouble retries, and
-        anything else (a bug meeting an odd message) dead-letters rather than crash-looping
-        every worker on the same message."""
-        try:
-            work()
-        except self._broker_errors():
-            raise
-        except (redis.RedisError, OSError) as exc:
-            self.settler.retry(d, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:
-            log.exception("%s: internal error", d.describe())
-            self.settler.dead_letter(d, f"internal error: {type(exc).__name__}: {exc}")
-
-    def _dispatch(self, d: Delivery) -> None:
-        event = d.event
-        assert event is not None
-        if self.markers.is_done(event.id):
-            worker_metrics.event(d, "duplicate")
-            self.settler.ack(d, "duplicate of an event already done")
-        elif event.type == events.INTERACTION:
-            interactions.record(self.client, event)
-            self.markers.mark(event.id, "recorded")
-            worker_metrics.event(d, "recorded")
-            self.settler.ack(d, "interaction recorded")
-        elif event.type == events.TRAIN:
-            self._start(d, lambda: jobs.run_train(self.context, event))
-        elif self._needs_runner(d):
-            self._start(d, lambda: jobs.run_tenants(self.context, event))
-        else:
-            tenants = event.fields.get("tenants") or [event.fields["tenant"]]
-            self._fan_out(d, tenants)
-
-    def _start(self, d: Delivery, job: Any) -> None:
-        event_id = d.event.id if d.event is not None else "?"
-
-        def logged_job() -> Any:
-            # Every line the training logs (stages, publish) names the event it serves.
-            token = logsetup.bind(event=event_id)
-            try:
-                return job()
-            finally:
-                logsetup.unbind(token)
-
-        if not self.runner.submit(d, logged_job):
-            self._events.appendleft(d)  # cannot happen with one loop thread; stay safe
-            return
-        self.inflight = d
-        worker_metrics.TRAINING.set(1)
-        log.info("started %s", d.describe())
-
-    def _fan_out(self, d: Delivery, tenants: list[str]) -> None:
-        event = d.event
-        assert event is not None
-        retrain = event.type == events.RETRAIN
-        # All built (validated) before the first is sent: a bad tenant id sends none.
-        children = [events.make_event(events.TRAIN, event_id=events.child_id(event.id, tenant),
-                                      tenant=tenant, parent=event.id,
-                                      algorithm=event.fields.get("algorithm"),
-                                      force=True if retrain else None) for tenant in tenants]
-        for child in children:
-            self.settler.publish(child)
-        self.markers.mark(event.id, f"fanned out to {len(tenants)}")
-        worker_metrics.event(d, "fanned_out")
-        self.settler.ack(d, f"published train events for {len(tenants)} tenant(s): "
-                            + ", ".join(tenants[:20]) + (" ..." if len(tenants) > 20 else ""))
-
-    def _collect(self) -> None:
-        for finished in self.runner.poll():
-            d: Delivery = finished.key
-            self.inflight = None
-            worker_metrics.TRAINING.set(0)
-            self._guarded(d, partial(self._settle_job, d, finished.value, finished.error,
-                                     finished.seconds))
-
-    def _settle_job(self, d: Delivery, outcome: jobs.Outcome | None,
-                    error: BaseException | None, seconds: float) -> None:
-        if error is not None:
-            reason = f"{type(error).__name__}: {error}"
-            if jobs.is_retryable(error):
-                self.settler.retry(d, reason)
-            else:
-                log.error("%s raised after %.1fs", d.describe(), seconds, exc_info=error)
-                self.settler.dead_letter(d, reason)
-            return
-        assert outcome is not None
-        if outcome.kind == jobs.OutcomeKind.LOCKED:
-            self.settler.wait_for_lock(d, outcome.holder)
-        elif outcome.kind == jobs.OutcomeKind.DUPLICATE:
-            worker_metrics.event(d, "duplicate")
-            self.settler.ack(d, "duplicate of an event done while it waited")
-        elif outcome.kind == jobs.OutcomeKind.TENANTS:
-            self._fan_out(d, outcome.tenants)
-        else:
-            status, text = jobs.summarize(outcome.result, seconds)
-            worker_metrics.event(d, status)
-            worker_metrics.training_finished(outcome.result, seconds)
-            if status in jobs.SUCCESS_STATUSES:
-                log.info("%s %s", d.describe(), text)
-            else:
-                # A data problem (malformed export): another run of the same export fails the
-                # same way, so no retry; train_summary.log has the row for Totara's admins.
-                log.error("%s %s", d.describe(), text)
-            self.settler.ack(d, f"status {status}")
 
     # -- schedule, liveness, stop ----------------------------------------------------------------
 

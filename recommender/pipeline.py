@@ -232,8 +232,8 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
         meta.reranked = int(fitted.ranker is not None)
         meta.rerank_validation = {k: round(v, 6) for k, v in fitted.layers.rerank.precision.items()}
     meta.params = dict(params.__dict__)
-    return saved_arrays(data, fitted.model, fs, fitted.item_item, fitted.blend.weight,
-                        fitted.ranker)
+    return saved_arrays(data, fitted.model, fitted.features, fitted.item_item,
+                        fitted.blend.weight, fitted.ranker)
 
 
 def restore(settings: Settings, client: redis.Redis,

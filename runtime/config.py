@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +19,8 @@ from runtime.errors import ConfigError
 
 ALGORITHMS = ("hybrid", "partial", "mf")
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+QUEUE_TYPES = ("classic", "quorum")
 _BROKER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # A shorter shared secret can be guessed offline from one captured signature (sha256(time + key)).
 MIN_KEY_LENGTH = 16
@@ -142,9 +144,16 @@ def start_warnings(settings: Settings) -> list[str]:
     return problems
 
 
-def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
-    """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
-    env = os.environ if env is None else env
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],
+            expected: str, case: Callable[[str], str] = str) -> str:
+    value = case(env.get(name, "").strip() or default)
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: expected {expected}")
+    return value
+
+
+def _totara(env: Mapping[str, str], require_totara: bool) -> tuple[str | None, str]:
+    """(ML_TOTARA_URL, ML_TOTARA_KEY); both must be set when ``require_totara``."""
     totara_url = _url(env, "ML_TOTARA_URL", ("http", "https"))
     totara_key = env.get("ML_TOTARA_KEY", "")
     if require_totara:
@@ -154,31 +163,48 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         if totara_key.strip() == "":
             raise ConfigError("ML_TOTARA_KEY is not set: expected the shared secret that is "
                               "also Totara's ml_service_key")
-    algorithm = env.get("ML_RECOMMENDATION_ALGORITHM", "").strip() or "hybrid"
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"ML_RECOMMENDATION_ALGORITHM={algorithm!r}: expected one of "
-                          + ", ".join(ALGORITHMS))
+    return totara_url, totara_key
+
+
+def _dev_and_bind(env: Mapping[str, str]) -> tuple[bool, str]:
+    """(ML_DEV, ML_BIND), checked together: development mode listens on loopback only."""
     dev_raw = env.get("ML_DEV", "").strip()
     if dev_raw not in ("", "0", "1"):
         raise ConfigError(f"ML_DEV={dev_raw!r}: expected 1 (development mode) or unset")
     bind = _bind(env.get("ML_BIND", "*:5000"))
     _check_dev_bind(dev_raw == "1", bind, env)
+    return dev_raw == "1", bind
+
+
+def _export_dir(env: Mapping[str, str]) -> Path | None:
     export_dir = env.get("ML_EXPORT_DIR", "").strip()
     if export_dir and not Path(export_dir).is_dir():
         raise ConfigError(f"ML_EXPORT_DIR={export_dir!r}: expected an existing folder")
+    return Path(export_dir) if export_dir else None
+
+
+def _broker_prefix(env: Mapping[str, str]) -> str:
     broker_prefix = env.get("ML_BROKER_PREFIX", "").strip() or "totara_ml"
     if not _BROKER_PREFIX.fullmatch(broker_prefix):
         raise ConfigError(f"ML_BROKER_PREFIX={broker_prefix!r}: expected letters, digits and "
                           "_.- only")
-    log_level = (env.get("ML_LOG_LEVEL", "").strip() or "INFO").upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"ML_LOG_LEVEL={log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
-    queue_type = env.get("ML_BROKER_QUEUE_TYPE", "").strip().lower() or "classic"
-    if queue_type not in ("classic", "quorum"):
-        raise ConfigError(f"ML_BROKER_QUEUE_TYPE={queue_type!r}: expected classic or quorum")
-    log_format = env.get("ML_LOG_FORMAT", "").strip().lower() or "text"
-    if log_format not in LOG_FORMATS:
-        raise ConfigError(f"ML_LOG_FORMAT={log_format!r}: expected text or json")
+    return broker_prefix
+
+
+def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
+    """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
+    env = os.environ if env is None else env
+    totara_url, totara_key = _totara(env, require_totara)
+    algorithm = _choice(env, "ML_RECOMMENDATION_ALGORITHM", "hybrid", ALGORITHMS,
+                        "one of " + ", ".join(ALGORITHMS))
+    dev, bind = _dev_and_bind(env)
+    export_dir = _export_dir(env)
+    broker_prefix = _broker_prefix(env)
+    log_level = _choice(env, "ML_LOG_LEVEL", "INFO", LOG_LEVELS, "DEBUG, INFO, WARNING or ERROR",
+                        str.upper)
+    queue_type = _choice(env, "ML_BROKER_QUEUE_TYPE", "classic", QUEUE_TYPES,
+                         "classic or quorum", str.lower)
+    log_format = _choice(env, "ML_LOG_FORMAT", "text", LOG_FORMATS, "text or json", str.lower)
     return Settings(
         totara_url=totara_url.rstrip("/") if totara_url else None,
         totara_key=totara_key or None,
@@ -187,13 +213,13 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         retrain_freq_minutes=_int(env, "ML_RECOMMENDATION_RETRAIN_FREQ", 1440, 1, 525600),
         num_threads=_int(env, "ML_NUM_THREADS", 4, 1, 256),
         algorithm=algorithm,
-        dev=dev_raw == "1",
+        dev=dev,
         bind=bind,
         redis_url=_url(env, "ML_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster")),
         broker_url=_url(env, "ML_BROKER_URL",
                         ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")),
         broker_prefix=broker_prefix,
-        export_dir=Path(export_dir) if export_dir else None,
+        export_dir=export_dir,
         top_k=_int(env, "ML_TOP_K", 50, 1, 1000),
         download_retry_delay=_float(env, "ML_DOWNLOAD_RETRY_DELAY", 60.0, 0.0, 3600.0),
         download_retries=_int(env, "ML_DOWNLOAD_RETRIES", 3, 0, 100),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.ingest.export import Interactions, Items, TenantExport, Users
+from recommender.ingest.export import TenantExport
+from recommender.ingest.tables import Interactions, Items, Users
 from runtime.items import ITEM_TYPES, item_key
 
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recommender.ingest import export as exp
+from recommender.ingest import tables
 from runtime.items import ITEM_TYPES
 
 TENANT = "7"
@@ -54,10 +55,10 @@ def exports(draw) -> dict:
 
 def _write(folder: Path, export: dict) -> dict[str, bytes]:
     files = {
-        FILES[0]: _csv([list(exp.USER_COLUMNS), *export["users"]]),
+        FILES[0]: _csv([list(tables.USER_COLUMNS), *export["users"]]),
         FILES[1]: _csv([["item_id", *ITEM_TYPES, *export["tags"], "document"],
                         *export["items"]]),
-        FILES[2]: _csv([list(exp.INTERACTION_COLUMNS), *export["interactions"]]),
+        FILES[2]: _csv([list(tables.INTERACTION_COLUMNS), *export["interactions"]]),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)

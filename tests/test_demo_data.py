@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.ingest.export import INTERACTION_COLUMNS, USER_COLUMNS, load_tenant, read_tenants
-from recommender.offline.demo import DEMO_NOW, WINDOW_SECONDS, write_demo_export
+from recommender.ingest.export import load_tenant, read_tenants
+from recommender.ingest.tables import INTERACTION_COLUMNS, USER_COLUMNS
+from recommender.offline.demo import DEMO_NOW, write_demo_export
+from recommender.offline.demointeractions import WINDOW_SECONDS
 from runtime.items import ITEM_TYPES, TYPE_CODE
 
 SMALL = {"tenants": 3, "users": 600, "items": 150, "interactions": 9000}

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from recommender.model import itemitem, ranking
-from recommender.offline import baselines, evalreport, evaluate
+from recommender.offline import baselines, contenders, evalreport, evaluate, splits
 from runtime.items import ITEM_TYPES
 from tests.factories import make_export
 
@@ -69,7 +69,7 @@ def test_split_never_leaks_held_out_pairs_into_training(protocol):
     data = make_export(n_users=120, n_items=40, seed=3)
     inter = data.interactions
     inter.timestamps[:] = np.random.default_rng(0).integers(0, 1000, len(inter))
-    part = evaluate.split(data, protocol, 0.2, seed=1)
+    part = splits.split(data, protocol, 0.2, seed=1)
     train = part.train_matrix()
     assert train.multiply(part.test).nnz == 0
     assert train.nnz + part.test.nnz == len(inter)
@@ -89,7 +89,7 @@ def test_split_never_leaks_held_out_pairs_into_training(protocol):
 
 def test_cold_split_removes_every_interaction_of_cold_users_and_items():
     data = make_export(n_users=100, n_items=40, seed=4)
-    part = evaluate.cold_split(data, 0.1, seed=2)
+    part = splits.cold_split(data, 0.1, seed=2)
     train = part.train_matrix()
     assert len(part.cold_users) == 10 and part.cold_items.sum() == 4
     assert train[part.cold_users].nnz == 0
@@ -120,7 +120,7 @@ def test_item_knn_scores_are_sums_of_cosine_similarities_to_the_history():
 
 def test_popularity_and_tuned_ease_on_clustered_data():
     data = make_export(n_users=200, n_items=60, seed=1)
-    part = evaluate.split(data, "random", 0.2, seed=0)
+    part = splits.split(data, "random", 0.2, seed=0)
     train = part.train_matrix()
     lam, grid = baselines.tune_ease(train, seed=0)
     assert lam in grid and grid[lam] == max(grid.values())
@@ -151,14 +151,14 @@ def test_run_writes_markdown_json_and_png(tmp_path):
 
 def test_cold_items_are_also_measured_within_each_type_as_the_lists_show_them():
     data = make_export(n_users=150, n_items=40, seed=2)
-    part = evaluate.cold_split(data, 0.2, seed=1)
+    part = splits.cold_split(data, 0.2, seed=1)
     types = data.items.types
     # Given a model that ranks every type's cold items perfectly but the types in the wrong
     # order against each other (each type's scores sit in its own band)
     truth = part.test.toarray()
     band = (len(ITEM_TYPES) - types).astype(np.float32) * 10.0
     scores = (band[None, :] + 0.5 * truth).astype(np.float32)
-    model = evaluate.Fitted("banded", "model", lambda rows: scores[rows], 0.0)
+    model = contenders.Fitted("banded", "model", lambda rows: scores[rows], 0.0)
     result = evaluate.measure_cold(model, part)
     within = result["items_within_type"]
     # Then within a type it is perfect (no better ranking exists), overall it is not

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommender.ingest.export import ExportError, dedupe_latest, load_tenant, read_tenants
+from recommender.ingest.export import ExportError, load_tenant, read_tenants
+from recommender.ingest.tables import dedupe_latest
 from runtime.items import TYPE_CODE
 
 TENANT = "3"

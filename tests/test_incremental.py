@@ -125,6 +125,25 @@ def test_mf_models_carry_their_identity_rows_too(tmp_path, exports):
     assert model.user_embeddings.shape[0] == len(new.users)
 
 
+def test_an_incremental_fit_trains_on_the_saved_share_and_leaves_the_callers_features(
+        tmp_path, exports):
+    old, new = exports
+    _save_fitted(tmp_path, old)  # saved with the default identity share
+    fs = features.build(new, "hybrid", identity_weight=0.8)
+    before = fs.user_features.copy()
+    warm, why = prepare(tmp_path, new, fs, "hybrid", dict(PARAMS.__dict__), max_runs=3)
+    assert warm is not None, why
+    fitted = train.fit_incremental(fs, PARAMS, warm, 1, min_held_out=1)
+    assert not isinstance(fitted, str), fitted
+    # The model is trained on the rows at the saved model's share, which the result returns
+    assert fitted.features.identity_weight == warm.identity_weight == features.IDENTITY_WEIGHT
+    expected = fs.user_parts.combine(warm.identity_weight)
+    assert abs(fitted.features.user_features - expected).max() == 0
+    # And the caller's features are left at the share they were built with
+    assert fs.identity_weight == 0.8
+    assert abs(fs.user_features - before).max() == 0
+
+
 @pytest.mark.parametrize("change, reason", [
     ({"algorithm": "partial"}, "trained as 'hybrid'"),
     ({"max_runs": 0}, "ML_INCREMENTAL_RUNS=0"),

@@ -6,7 +6,7 @@ import pytest
 from recommender.ingest import export
 from recommender.model import features, train
 from recommender.model.ranking import ranking_report
-from recommender.offline import demo, evaluate
+from recommender.offline import contenders, demo, evaluate, splits
 from tests.factories import make_export
 
 
@@ -18,10 +18,10 @@ def demo_tenant(tmp_path_factory) -> export.TenantExport:
 
 
 def test_default_model_beats_popularity_and_matches_ease_on_demo_data(demo_tenant):
-    part = evaluate.split(demo_tenant, "random", 0.2, seed=0)
+    part = splits.split(demo_tenant, "random", 0.2, seed=0)
     matrix = part.train_matrix()
-    models = {m.name: m for m in evaluate.fit_baselines(matrix, seed=0)}
-    production = evaluate.fit_production(part.train, "hybrid", threads=2)
+    models = {m.name: m for m in contenders.fit_baselines(matrix, seed=0)}
+    production = contenders.fit_production(part.train, "hybrid", threads=2)
     p10 = {name: ranking_report(m.score, matrix, part.test, (10,))["at"][10]["precision"]
            for name, m in {**models, "production": production}.items()}
     assert p10["production"] > 1.5 * p10["popularity"], p10
@@ -29,9 +29,9 @@ def test_default_model_beats_popularity_and_matches_ease_on_demo_data(demo_tenan
 
 
 def test_cold_users_and_items_are_scored_from_their_features(demo_tenant):
-    part = evaluate.cold_split(demo_tenant, 0.1, seed=0)
-    production = evaluate.fit_production(part.train, "hybrid", threads=2)
-    popularity = evaluate.fit_baselines(part.train_matrix(), seed=0, lam=100.0)[0]
+    part = splits.cold_split(demo_tenant, 0.1, seed=0)
+    production = contenders.fit_production(part.train, "hybrid", threads=2)
+    popularity = contenders.fit_baselines(part.train_matrix(), seed=0, lam=100.0)[0]
     ours, theirs = evaluate.measure_cold(production, part), evaluate.measure_cold(popularity, part)
     assert ours["users"]["precision"] > 1.2 * theirs["users"]["precision"]
     assert ours["items"]["auc"] > 0.65  # popularity cannot rank items nobody has used (0.5)
@@ -40,7 +40,7 @@ def test_cold_users_and_items_are_scored_from_their_features(demo_tenant):
 def test_identity_weight_splits_each_row_between_identity_and_metadata():
     data = make_export(n_users=50, n_items=20, seed=1)
     keep = data.interactions.users != 0  # user 0 becomes cold
-    data = evaluate.keep_interactions(data, keep)
+    data = splits.keep_interactions(data, keep)
     fs = features.build(data, "partial", identity_weight=0.7)
     rows = fs.user_features.toarray()
     n_users = len(data.users)
@@ -56,17 +56,21 @@ def test_identity_weight_splits_each_row_between_identity_and_metadata():
     assert not any(name.startswith("lang:") for name in fs.user_feature_names)
 
 
-def test_fit_chooses_an_identity_share_and_leaves_the_features_it_trained_on():
+def test_fit_chooses_an_identity_share_and_returns_the_features_it_trained_on():
     data = make_export(n_users=150, n_items=40, seed=2)
     fs = features.build(data, "hybrid")
+    before = fs.user_features.copy()
     params = train.TrainParams(components=8, max_epochs=5, patience=2,
                                identity_weights=(0.3, 0.9))
     result = train.fit(fs, params, 1)
     assert result.identity_weight in (0.3, 0.9)
-    assert fs.identity_weight == result.identity_weight
+    assert result.features.identity_weight == result.identity_weight
     assert set(result.candidates) == {"0.3", "0.9"}
     assert result.epochs_trained == sum(map(len, result.candidates.values())) + result.epochs
     expected = fs.user_parts.combine(result.identity_weight)
-    assert abs(fs.user_features - expected).max() == 0
-    _, user_emb, _, _ = train.representations(result.model, fs)
+    assert abs(result.features.user_features - expected).max() == 0
+    # The caller's features are left as they were built.
+    assert fs.identity_weight == features.IDENTITY_WEIGHT
+    assert abs(fs.user_features - before).max() == 0
+    _, user_emb, _, _ = train.representations(result.model, result.features)
     assert np.isfinite(user_emb).all()

@@ -22,7 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from recommender.ingest.export import Interactions, Items, TenantExport, Users
+from recommender.ingest.export import TenantExport
+from recommender.ingest.tables import Interactions, Items, Users
 from runtime.items import ITEM_TYPES
 
 TOP_VALUES = 30  # per one-hot user column, as the original

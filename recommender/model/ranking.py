@@ -89,15 +89,10 @@ def ranking_report(score: ScoreFn, train: sp.csr_matrix, test: sp.csr_matrix,
     candidates = np.ones(n_items, bool) if candidates is None else np.asarray(candidates, bool)
     test = sp.csr_matrix(test @ sp.diags(candidates.astype(np.float32)))
     test.eliminate_zeros()
-    measured = np.flatnonzero(np.diff(test.indptr) > 0)
-    if users is not None:
-        measured = np.intersect1d(measured, users)
-    if max_users is not None and len(measured) > max_users:
-        measured = np.sort(np.random.default_rng(seed).choice(measured, max_users, replace=False))
+    measured = _measured_users(test, users, max_users, seed)
     top = max(ks)
     if len(measured) == 0:
         return _empty(ks, top)
-    discounts = 1.0 / np.log2(np.arange(2, top + 2))
     hits_parts, held_parts, auc_parts = [], [], []
     shown = {k: np.zeros(n_items, bool) for k in ks}
     excluded = ~candidates
@@ -115,14 +110,8 @@ def ranking_report(score: ScoreFn, train: sp.csr_matrix, test: sp.csr_matrix,
             seen[idx[:, :k][np.isfinite(values[:, :k])]] = True
         if with_auc:
             auc_parts.append(_auc(scores, held))
-    hits = np.concatenate(hits_parts)
-    n_held = np.concatenate(held_parts)
-    cumulative = np.cumsum(hits, axis=1)
-    dcg = np.cumsum(hits * discounts, axis=1)
-    ideal = np.cumsum(discounts)[np.minimum(n_held[:, None], np.arange(1, top + 1)) - 1]
-    precision = (cumulative / np.arange(1, top + 1)).mean(axis=0)
-    recall = (cumulative / n_held[:, None]).mean(axis=0)
-    ndcg = (dcg / ideal).mean(axis=0)
+    precision, recall, ndcg = _mean_curves(np.concatenate(hits_parts),
+                                           np.concatenate(held_parts), top)
     report = {"users": int(len(measured)), "candidates": int(candidates.sum()),
               "auc": float(np.concatenate(auc_parts).mean()) if auc_parts else float("nan"),
               "curve": {"precision": precision.tolist(), "recall": recall.tolist()}}
@@ -131,6 +120,29 @@ def ranking_report(score: ScoreFn, train: sp.csr_matrix, test: sp.csr_matrix,
                         "coverage": float(shown[k].sum() / max(candidates.sum(), 1))}
                     for k in ks}
     return report
+
+
+def _measured_users(test: sp.csr_matrix, users: np.ndarray | None, max_users: int | None,
+                    seed: int) -> np.ndarray:
+    """Users with a held-out item, among ``users`` if given, a sample of ``max_users`` if more."""
+    measured = np.flatnonzero(np.diff(test.indptr) > 0)
+    if users is not None:
+        measured = np.intersect1d(measured, users)
+    if max_users is not None and len(measured) > max_users:
+        measured = np.sort(np.random.default_rng(seed).choice(measured, max_users, replace=False))
+    return measured
+
+
+def _mean_curves(hits: np.ndarray, n_held: np.ndarray,
+                 top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean precision, recall and NDCG at k = 1..top, from each user's hits in rank order and
+    number of held-out items."""
+    discounts = 1.0 / np.log2(np.arange(2, top + 2))
+    cumulative = np.cumsum(hits, axis=1)
+    dcg = np.cumsum(hits * discounts, axis=1)
+    ideal = np.cumsum(discounts)[np.minimum(n_held[:, None], np.arange(1, top + 1)) - 1]
+    return ((cumulative / np.arange(1, top + 1)).mean(axis=0),
+            (cumulative / n_held[:, None]).mean(axis=0), (dcg / ideal).mean(axis=0))
 
 
 def _empty(ks: Sequence[int], top: int) -> dict:

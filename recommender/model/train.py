@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +23,8 @@ from lightfm import LightFM
 
 from recommender.model import ensemble, itemitem, rerank
 from recommender.model.features import FeatureSet
-from recommender.model.ranking import ScoreFn, ranking_metrics, split_per_user
+from recommender.model.ranking import ScoreFn, split_per_user
+from recommender.model.validation import Validation
 from recommender.model.warmstart import (
     MIN_HELD_OUT,
     PARAMETERS,
@@ -79,6 +81,7 @@ class TrainParams:
 @dataclass
 class FitResult:
     model: LightFM
+    features: FeatureSet  # what the model was trained on: the chosen identity share's rows
     epochs: int
     validation: dict[str, float]  # precision, recall, ndcg, auc at k=10 on held-out pairs
     curve: list[float] = field(default_factory=list)  # validation precision@10 per epoch
@@ -88,7 +91,7 @@ class FitResult:
     candidates: dict[str, list[float]] = field(default_factory=dict)  # curve per identity share
     # Set by fit_incremental: the saved model's validation P@10 on the same held-out new pairs.
     warm_baseline: float | None = None
-    held_out_pairs: int = 0
+    held_out_pairs: int = 0  # the validation pairs (new pairs only in an incremental fit)
     # The item-item part on all interactions, blended at ``blend.weight``; None: LightFM alone.
     item_item: np.ndarray | None = None
     layers: ensemble.Ensemble = field(default_factory=ensemble.Ensemble)
@@ -100,19 +103,6 @@ class FitResult:
     @property
     def ranker(self) -> rerank.Ranker | None:
         return self.layers.rerank.ranker
-
-
-# The original service (contract §5): WARP with adadelta, LightFM's defaults otherwise, L2 1e-3 on
-# features (0 in mf). Its epochs and components come from a search per tenant; see
-# recommender.offline.evaluate.original_search.
-ORIGINAL = TrainParams(components=50, loss="warp", learning_schedule="adadelta",
-                       item_alpha=1e-3, user_alpha=1e-3, max_sampled=10)
-
-
-def original_params(mode: str, components: int) -> TrainParams:
-    alpha = 0.0 if mode == "mf" else ORIGINAL.item_alpha
-    return replace(ORIGINAL, components=components, item_alpha=alpha, user_alpha=alpha,
-                   mf_alpha=alpha, identity_weights=())
 
 
 def _new_model(params: TrainParams, fs: FeatureSet) -> LightFM:
@@ -160,42 +150,19 @@ def _scorer(model: LightFM, fs: FeatureSet) -> ScoreFn:
     return lambda rows: ue[rows] @ ie.T + ib
 
 
-def _choose_layers(model: LightFM, fs: FeatureSet, params: TrainParams,
-                   train_part: sp.csr_matrix, held_out: sp.csr_matrix,
-                   num_threads: int) -> ensemble.Ensemble:
-    def measure(score: ScoreFn) -> float:
-        return ranking_metrics(score, train_part, held_out, k=10,
-                               max_users=params.blend_validation_users, seed=params.seed,
-                               with_auc=False)["precision"]
-
-    search = ensemble.Search(params.item_item_lambdas, params.blend_weights,
-                             params.item_item_max_items, params.rerank, params.rerank_users,
-                             params.seed)
-    layers = ensemble.choose(_scorer(model, fs), train_part, fs.repeats, held_out,
-                             fs.item_types, measure, search, num_threads)
-    for reason in (layers.blend.reason, layers.rerank.reason):
-        if reason:
-            log.info("layers on top of LightFM: %s", reason)
-    return layers
-
-
-def _restrict(matrix: sp.coo_matrix, mask: sp.csr_matrix) -> sp.coo_matrix:
-    return sp.coo_matrix(matrix.tocsr().multiply(mask > 0))
-
-
 @dataclass
 class _Run:
+    """One early-stopped fit: its best epoch, that epoch's validation P@10 and model."""
+
     fs: FeatureSet
     epoch: int
     score: float
     model: LightFM
-    curve: list[float]
+    curve: list[float]  # validation P@10 per epoch
 
 
-def _early_stopped(fs: FeatureSet, params: TrainParams, ones: sp.coo_matrix,
-                   weights: sp.coo_matrix, train_part: sp.csr_matrix, held_out: sp.csr_matrix,
-                   num_threads: int, on_epoch: EpochCallback | None,
-                   model: LightFM | None = None) -> _Run:
+def _early_stopped(fs: FeatureSet, params: TrainParams, split: Validation, num_threads: int,
+                   on_epoch: EpochCallback | None, model: LightFM | None = None) -> _Run:
     """Fit epoch by epoch, keeping the best one on validation. From ``model`` if given (a warm
     start, which uses the incremental epoch limits), else from a new model."""
     max_epochs, patience = params.max_epochs, params.patience
@@ -205,11 +172,10 @@ def _early_stopped(fs: FeatureSet, params: TrainParams, ones: sp.coo_matrix,
         max_epochs, patience = params.incremental_max_epochs, params.incremental_patience
     run = _Run(fs, 0, -1.0, model, [])
     for epoch in range(1, max_epochs + 1):
-        model.fit_partial(ones, user_features=fs.user_features, item_features=fs.item_features,
-                          sample_weight=weights, epochs=1, num_threads=num_threads)
-        precision = ranking_metrics(_scorer(model, fs), train_part, held_out, k=10,
-                                    max_users=params.validation_users, seed=params.seed,
-                                    with_auc=False)["precision"]
+        model.fit_partial(split.ones, user_features=fs.user_features,
+                          item_features=fs.item_features, sample_weight=split.weights,
+                          epochs=1, num_threads=num_threads)
+        precision = split.precision(_scorer(model, fs))
         run.curve.append(precision)
         if on_epoch:
             on_epoch(epoch, precision)
@@ -221,60 +187,66 @@ def _early_stopped(fs: FeatureSet, params: TrainParams, ones: sp.coo_matrix,
     return run
 
 
-def _restricted_pairs(fs: FeatureSet, part: sp.csr_matrix) -> tuple[sp.coo_matrix, ...]:
-    """(ones, sample weights) of the interactions in ``part``."""
-    weights = _restrict(fs.weights, part)
-    ones = sp.coo_matrix((np.ones(weights.nnz, np.float32), (weights.row, weights.col)),
-                         shape=weights.shape)
-    return ones, weights
+@contextmanager
+def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Time the block into ``seconds[name]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = time.perf_counter() - started
+
+
+def _finish(split: Validation, runs: list[_Run], best: _Run, num_threads: int,
+            seconds: dict[str, float], warm: WarmStart | None = None) -> FitResult:
+    """The ending both fits share once validation has chosen ``best`` among ``runs``: choose
+    the layers, measure, then refit on every interaction from a new model, or from the saved
+    one when ``warm`` is given."""
+    params, fs = split.params, best.fs
+    with _stage(seconds, "layers_choice"):
+        layers = split.choose_layers(_scorer(best.model, fs), fs, num_threads)
+    # The reported quality is that of what would be published from the model stopped at the
+    # best epoch: LightFM with the chosen layers on top.
+    with _stage(seconds, "validation_score"):
+        metrics = split.quality(layers.validation_scorer(_scorer(best.model, fs)))
+        # The saved model as it starts, with the same layers: the gate compares like with like.
+        baseline = None if warm is None else split.precision(
+            layers.validation_scorer(_scorer(warm_model(params, fs, warm), fs)))
+    # Zero epochs from the saved model is the saved model; from a new one it is noise.
+    epochs = best.epoch if warm else max(best.epoch, 1)
+    with _stage(seconds, "refit"):
+        final = warm_model(params, fs, warm) if warm else _new_model(params, fs)
+        final.fit_partial(fs.interactions, user_features=fs.user_features,
+                          item_features=fs.item_features, sample_weight=fs.weights,
+                          epochs=epochs, num_threads=num_threads)
+    with _stage(seconds, "item_item"):
+        item_item = layers.final_item_item(fs.interactions)
+    layers.release_validation()
+    log.debug("%s: identity share %s, best epoch %d, curve %s, blend %s, saved model %s",
+              f"incremental fit from {warm.source_version}" if warm else f"fit {asdict(params)}",
+              fs.identity_weight, best.epoch, best.curve, layers.blend.precision, baseline)
+    curves = {str(run.fs.identity_weight): [round(c, 4) for c in run.curve] for run in runs}
+    return FitResult(final, fs, epochs, metrics, best.curve, seconds, fs.identity_weight,
+                     sum(len(run.curve) for run in runs) + epochs, curves,
+                     warm_baseline=baseline, held_out_pairs=int(split.held_out.nnz),
+                     item_item=item_item, layers=layers)
 
 
 def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
         on_epoch: EpochCallback | None = None) -> FitResult:
     """Early-stopped fits on a per-user split (one per identity share), then a refit on all
-    interactions. ``fs`` is left holding the chosen feature matrices, so what the caller
-    publishes from it is what was trained."""
+    interactions. ``fs`` is left as it is: the result's ``features`` hold the chosen share,
+    so what the caller publishes from them is what was trained."""
     seconds: dict[str, float] = {}
-    full = fs.interactions.tocsr()
-    train_part, held_out = split_per_user(full, params.validation_fraction, params.seed)
-    train_ones, train_weights = _restricted_pairs(fs, train_part)
+    split = Validation.of(fs, *split_per_user(fs.interactions.tocsr(),
+                                              params.validation_fraction, params.seed), params)
     shares = sorted(params.identity_weights) if fs.reweightable() else []
     candidates = [fs.with_identity_weight(w) for w in shares] or [fs]
-    started = time.perf_counter()
-    runs = [_early_stopped(c, params, train_ones, train_weights, train_part, held_out,
-                           num_threads, on_epoch) for c in candidates]
-    top = max(run.score for run in runs)
-    best = next(run for run in runs if run.score >= (1.0 - params.identity_tolerance) * top)
-    seconds["validation_fit"] = time.perf_counter() - started
-    started = time.perf_counter()
-    layers = _choose_layers(best.model, best.fs, params, train_part, held_out, num_threads)
-    seconds["layers_choice"] = time.perf_counter() - started
-    # The reported quality is that of what would be published from the model stopped at the
-    # best epoch: LightFM with the chosen layers on top.
-    started = time.perf_counter()
-    best_metrics = ranking_metrics(layers.validation_scorer(_scorer(best.model, best.fs)),
-                                   train_part, held_out, k=10,
-                                   max_users=params.validation_users, seed=params.seed)
-    seconds["validation_score"] = time.perf_counter() - started
-    fs.user_features, fs.item_features = best.fs.user_features, best.fs.item_features
-    fs.identity_weight = best.fs.identity_weight
-    started = time.perf_counter()
-    epochs = max(best.epoch, 1)
-    final = _new_model(params, fs)
-    final.fit_partial(fs.interactions, user_features=fs.user_features,
-                      item_features=fs.item_features, sample_weight=fs.weights,
-                      epochs=epochs, num_threads=num_threads)
-    seconds["refit"] = time.perf_counter() - started
-    started = time.perf_counter()
-    item_item = layers.final_item_item(fs.interactions)
-    seconds["item_item"] = time.perf_counter() - started
-    layers.release_validation()
-    log.debug("fit %s: identity share %s, best epoch %d, curve %s, blend %s", asdict(params),
-              fs.identity_weight, best.epoch, best.curve, layers.blend.precision)
-    return FitResult(final, epochs, best_metrics, best.curve, seconds, fs.identity_weight,
-                     sum(len(run.curve) for run in runs) + epochs,
-                     {str(run.fs.identity_weight): [round(c, 4) for c in run.curve]
-                      for run in runs}, item_item=item_item, layers=layers)
+    with _stage(seconds, "validation_fit"):
+        runs = [_early_stopped(c, params, split, num_threads, on_epoch) for c in candidates]
+        top = max(run.score for run in runs)
+        best = next(run for run in runs if run.score >= (1.0 - params.identity_tolerance) * top)
+    return _finish(split, runs, best, num_threads, seconds)
 
 
 def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_threads: int,
@@ -289,59 +261,28 @@ def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_th
     seconds: dict[str, float] = {}
     if warm.identity_weight is not None and fs.reweightable():
         # The carried embeddings were learnt with this share; keep the rows on that scale.
-        reweighted = fs.with_identity_weight(warm.identity_weight)
-        fs.user_features, fs.item_features = reweighted.user_features, reweighted.item_features
-        fs.identity_weight = warm.identity_weight
-    full = fs.interactions.tocsr()
-    train_part, held_out = split_new_pairs(full, warm.old_pairs, params.validation_fraction,
-                                           params.seed)
+        fs = fs.with_identity_weight(warm.identity_weight)
+    train_part, held_out = split_new_pairs(fs.interactions.tocsr(), warm.old_pairs,
+                                           params.validation_fraction, params.seed)
     if held_out.nnz < min_held_out:
         return (f"only {held_out.nnz} new interactions to validate on (at least "
                 f"{min_held_out} needed)")
-    ones, weights = _restricted_pairs(fs, train_part)
-    started = time.perf_counter()
-    run = _early_stopped(fs, params, ones, weights, train_part, held_out, num_threads, on_epoch,
-                         model=warm_model(params, fs, warm))
-    seconds["validation_fit"] = time.perf_counter() - started
-    started = time.perf_counter()
-    layers = _choose_layers(run.model, fs, params, train_part, held_out, num_threads)
-    seconds["layers_choice"] = time.perf_counter() - started
-    started = time.perf_counter()
-    metrics = ranking_metrics(layers.validation_scorer(_scorer(run.model, fs)), train_part,
-                              held_out, k=10, max_users=params.validation_users,
-                              seed=params.seed)
-    # The saved model as it starts, with the same layers: the gate compares like with like.
-    baseline = ranking_metrics(
-        layers.validation_scorer(_scorer(warm_model(params, fs, warm), fs)), train_part,
-        held_out, k=10, max_users=params.validation_users, seed=params.seed,
-        with_auc=False)["precision"]
-    seconds["validation_score"] = time.perf_counter() - started
-    started = time.perf_counter()
-    final = warm_model(params, fs, warm)
-    final.fit_partial(fs.interactions, user_features=fs.user_features,
-                      item_features=fs.item_features, sample_weight=fs.weights,
-                      epochs=run.epoch, num_threads=num_threads)
-    seconds["refit"] = time.perf_counter() - started
-    started = time.perf_counter()
-    item_item = layers.final_item_item(fs.interactions)
-    seconds["item_item"] = time.perf_counter() - started
-    layers.release_validation()
-    log.debug("incremental fit from %s: baseline %.4f, best epoch %d, curve %s, blend %s",
-              warm.source_version, baseline, run.epoch, run.curve, layers.blend.precision)
-    return FitResult(final, run.epoch, metrics, run.curve, seconds, fs.identity_weight,
-                     len(run.curve) + run.epoch, warm_baseline=baseline,
-                     held_out_pairs=int(held_out.nnz), item_item=item_item, layers=layers)
+    split = Validation.of(fs, train_part, held_out, params)
+    with _stage(seconds, "validation_fit"):
+        run = _early_stopped(fs, params, split, num_threads, on_epoch,
+                             model=warm_model(params, fs, warm))
+    return _finish(split, [run], run, num_threads, seconds, warm)
 
 
 def fit_fixed(fs: FeatureSet, params: TrainParams, epochs: int, num_threads: int,
               interactions: sp.coo_matrix | None = None,
               weights: sp.coo_matrix | None = None) -> FitResult:
     """A plain fit for a given number of epochs (the original's way), no validation."""
-    started = time.perf_counter()
-    model = _new_model(params, fs)
-    model.fit_partial(fs.interactions if interactions is None else interactions,
-                      user_features=fs.user_features, item_features=fs.item_features,
-                      sample_weight=fs.weights if weights is None else weights,
-                      epochs=epochs, num_threads=num_threads)
-    return FitResult(model, epochs, {}, [], {"fit": time.perf_counter() - started},
-                     epochs_trained=epochs)
+    seconds: dict[str, float] = {}
+    with _stage(seconds, "fit"):
+        model = _new_model(params, fs)
+        model.fit_partial(fs.interactions if interactions is None else interactions,
+                          user_features=fs.user_features, item_features=fs.item_features,
+                          sample_weight=fs.weights if weights is None else weights,
+                          epochs=epochs, num_threads=num_threads)
+    return FitResult(model, fs, epochs, {}, [], seconds, epochs_trained=epochs)

@@ -4,36 +4,29 @@ Every tenant has a few hidden interest clusters (themes such as "safety" or "pyt
 belongs to one cluster, visible (with some noise) in their interests, positions, organisations,
 competencies and description; an item belongs to one cluster, visible in its topic/tag flags and
 its document. Users mostly pick items of their own cluster, the rest from the whole catalogue,
-both with Zipf-like popularity, so a model that uses the features or the co-occurrences beats
-plain popularity on held-out interactions. Ratings are 1 more often inside the cluster.
+both with Zipf-like popularity (recommender.offline.demointeractions), so a model that uses the
+features or the co-occurrences beats plain popularity on held-out interactions.
 
-Generation is vectorised (numpy + pyarrow) and the CSV is written the way PHP's fputcsv quotes:
-a field is enclosed in ``"`` only when it holds a comma, quote, backslash, space, tab or line end.
+Generation is vectorised (numpy + pyarrow) and the CSV is written the way PHP's fputcsv quotes
+(recommender.offline.phpcsv).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
-from recommender.ingest.export import (
-    INTERACTION_COLUMNS,
-    TENANTS_FILE,
-    USER_COLUMNS,
-    interactions_file,
-    items_file,
-    users_file,
-)
+from recommender.ingest.export import TENANTS_FILE, interactions_file, items_file, users_file
+from recommender.ingest.tables import INTERACTION_COLUMNS, USER_COLUMNS
+from recommender.offline.demointeractions import interaction_columns
+from recommender.offline.phpcsv import write_php_csv
 from runtime.items import FAMILY_OF_TYPE, ITEM_TYPES
 
 # Fixed "now" so the same seed always writes the same bytes (2026-01-01 00:00 UTC).
 DEMO_NOW = 1_767_225_600
-WINDOW_SECONDS = 16 * 7 * 86400  # Totara's default interactions_period
 
 THEMES: dict[str, tuple[str, ...]] = {
     "safety": ("hazard", "ppe", "incident", "risk", "fire", "evacuation", "firstaid", "ladder"),
@@ -85,7 +78,6 @@ CITIES = (("Wellington", "Auckland", "Christchurch"), ("London", "Leeds", "Milto
 # Share of each item type (course, workspace, article, micro-learning, playlist).
 TYPE_SHARES = (0.25, 0.10, 0.35, 0.15, 0.15)
 FEATURE_NOISE = 0.15  # chance that a user feature comes from another cluster
-IN_CLUSTER = 0.75  # chance that an interaction picks an item of the user's cluster
 
 
 def _text(values: np.ndarray | list[str]) -> pa.Array:
@@ -216,132 +208,6 @@ def _items(rng: np.random.Generator, n: int, n_clusters: int) -> tuple[dict, np.
     return columns, cluster
 
 
-def _alias_tables(weights: np.ndarray, starts: np.ndarray,
-                  ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker alias tables, one per segment [start, end): O(1) weighted draws from a segment.
-
-    Position p of a segment is kept with probability ``keep[p]``, else replaced by ``alias[p]``
-    (a position of the same segment). Built with plain loops: it is once per catalogue item.
-    """
-    keep = np.ones(len(weights))
-    alias = np.arange(len(weights))
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        scaled = (weights[start:end] / weights[start:end].sum() * (end - start)).tolist()
-        small = [p for p, w in enumerate(scaled) if w < 1.0]
-        large = [p for p, w in enumerate(scaled) if w >= 1.0]
-        while small and large:
-            low, high = small.pop(), large[-1]
-            keep[start + low] = scaled[low]
-            alias[start + low] = start + high
-            scaled[high] -= 1.0 - scaled[low]
-            if scaled[high] < 1.0:
-                small.append(large.pop())
-    return keep, alias
-
-
-def _draw(rng: np.random.Generator, keep: np.ndarray, alias: np.ndarray, starts: np.ndarray,
-          sizes: np.ndarray) -> np.ndarray:
-    """One weighted position per (segment start, segment size) pair."""
-    position = starts + (rng.random(len(starts)) * sizes).astype(np.int64)
-    return np.where(rng.random(len(starts)) < keep[position], position, alias[position])
-
-
-def _interactions(rng: np.random.Generator, n: int, user_ids: np.ndarray,
-                  user_cluster: np.ndarray, item_keys: pa.Array, item_cluster: np.ndarray,
-                  now: int) -> dict:
-    n_users, n_items = len(user_ids), len(item_keys)
-    # Zipf-like popularity: weight 1/rank over a random ranking of the catalogue.
-    weight = 1.0 / (1.0 + rng.permutation(n_items))
-    order = np.argsort(item_cluster, kind="stable")  # positions grouped by cluster
-    n_clusters = int(item_cluster.max()) + 1
-    c_start = np.searchsorted(item_cluster[order], np.arange(n_clusters))
-    c_size = np.diff(np.r_[c_start, n_items])
-    local_keep, local_alias = _alias_tables(weight[order], c_start, c_start + c_size)
-    all_keep, all_alias = _alias_tables(weight, np.array([0]), np.array([n_items]))
-
-    activity = rng.lognormal(0.0, 1.0, size=n_users)
-    activity /= activity.sum()
-    capacity = np.minimum(c_size[user_cluster] / IN_CLUSTER, n_items)
-    n = min(n, n_users * n_items)
-    pairs = np.empty(0, np.int64)
-    inside = np.empty(0, bool)
-    # Repeated (user, item) pairs are dropped, so draw more until there are enough distinct ones;
-    # heavy users of small catalogues repeat a lot, hence a bounded number of rounds.
-    for _ in range(10):
-        if len(pairs) >= n:
-            break
-        draw = int(1.25 * (n - len(pairs))) + 100
-        # Rows come out grouped by user, so the sort of the pairs below is nearly linear.
-        # Users near the end of what their cluster offers get fewer draws in later rounds.
-        room = np.clip(1.0 - np.bincount(pairs // n_items, minlength=n_users) / capacity,
-                       0.02, 1.0)
-        chance = activity * room
-        users = np.repeat(np.arange(n_users), rng.multinomial(draw, chance / chance.sum()))
-        new_inside = rng.random(draw) < IN_CLUSTER
-        cluster = user_cluster[users]
-        local = order[_draw(rng, local_keep, local_alias, c_start[cluster], c_size[cluster])]
-        anywhere = _draw(rng, all_keep, all_alias, np.zeros(draw, np.int64),
-                         np.full(draw, n_items))
-        pairs = np.concatenate([pairs, users * n_items + np.where(new_inside, local, anywhere)])
-        inside = np.concatenate([inside, new_inside])
-        by_pair = np.argsort(pairs, kind="stable")
-        pairs, inside = pairs[by_pair], inside[by_pair]
-        first = np.r_[True, pairs[1:] != pairs[:-1]]
-        pairs, inside = pairs[first], inside[first]
-    if len(pairs) > n:  # drop the surplus at random, not from the end (the last users)
-        surplus = np.zeros(len(pairs), bool)
-        surplus[rng.choice(len(pairs), len(pairs) - n, replace=False)] = True
-        pairs, inside = pairs[~surplus], inside[~surplus]
-    users, items = pairs // n_items, pairs % n_items
-    ratings = (rng.random(len(users)) < np.where(inside, 0.55, 0.25)).astype(np.int8)
-    stamps = now - rng.integers(0, WINDOW_SECONDS, size=len(users))
-    # Totara lists interactions user by user, as the pairs are sorted already.
-    return {"user_id": pa.array(user_ids[users]),
-            "item_id": pc.take(item_keys, pa.array(items)),
-            "rating": pa.array(ratings), "timestamp": pa.array(stamps)}
-
-
-_SPECIAL = r'[,"\\\n\r\t ]'  # what makes fputcsv enclose a field in quotes
-
-
-def _php_field(values: pa.Array) -> pa.Array | None:
-    """The column as fputcsv writes it (quoted where needed), or None if it needs no quotes."""
-    if not pa.types.is_string(values.type):
-        return None  # numbers never need quotes
-    needs = pc.match_substring_regex(values, _SPECIAL)
-    if not pc.any(needs).as_py():
-        return None
-    quoted = _join(['"', pc.replace_substring(values, '"', '""'), '"'])
-    return pc.if_else(needs, quoted, values)
-
-
-def write_php_csv(path: Path, columns: dict[str, pa.Array]) -> None:
-    """Write a CSV file the way PHP's fputcsv does (quotes only where needed, ``\\n``), atomically.
-
-    Columns without anything to quote go through pyarrow's own writer; otherwise each line is
-    built as one arrow string and the whole value buffer is written at once. Either way
-    millions of rows take about a second.
-    """
-    header = ",".join(f'"{c}"' if any(ch in c for ch in ',"\\\n\r\t ') else c for c in columns)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
-        out.write(header.encode() + b"\n")
-        quoted = [_php_field(v) for v in columns.values()]
-        if all(q is None for q in quoted):
-            # Nothing to quote: the "none" style writes values as they are.
-            out.flush()
-            pacsv.write_csv(pa.table(columns), out, pacsv.WriteOptions(
-                include_header=False, quoting_style="none"))
-        elif len(next(iter(columns.values()))):
-            fields = [q if q is not None else pc.cast(v, pa.string())
-                      for q, v in zip(quoted, columns.values(), strict=True)]
-            lines = _join([_join(fields, ","), "\n"]).cast(pa.large_string())
-            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
-            begin, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
-            out.write(memoryview(lines.buffers()[2])[begin:end])
-    os.replace(tmp, path)
-
-
 def write_demo_export(dest: Path, *, tenants: int = 3, users: int = 2000, items: int = 400,
                       interactions: int = 40000, seed: int = 0,
                       now: int = DEMO_NOW) -> list[str]:
@@ -364,8 +230,9 @@ def write_demo_export(dest: Path, *, tenants: int = 3, users: int = 2000, items:
         n_clusters = int(np.clip(n_items // 15, 1, len(THEMES)))
         user_columns, user_cluster = _users(rng, n_users, n_clusters)
         item_columns, item_cluster = _items(rng, n_items, n_clusters)
-        rows = _interactions(rng, round(interactions * scale), user_columns["user_id"].to_numpy(),
-                             user_cluster, item_columns["item_id"], item_cluster, now)
+        rows = interaction_columns(rng, round(interactions * scale),
+                                   user_columns["user_id"].to_numpy(), user_cluster,
+                                   item_columns["item_id"], item_cluster, now)
         assert tuple(user_columns) == USER_COLUMNS and tuple(rows) == INTERACTION_COLUMNS
         write_php_csv(dest / users_file(tenant), user_columns)
         write_php_csv(dest / items_file(tenant), item_columns)

@@ -51,14 +51,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from recommender.ingest.export import (
-    TENANTS_FILE,
-    USER_COLUMNS,
-    interactions_file,
-    items_file,
-    users_file,
-)
-from recommender.offline.demo import write_php_csv
+from recommender.ingest.export import TENANTS_FILE, interactions_file, items_file, users_file
+from recommender.ingest.tables import USER_COLUMNS
+from recommender.offline.phpcsv import write_php_csv
 from runtime.items import ITEM_TYPES
 
 log = logging.getLogger(__name__)
