@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alive-file", type=Path,
                         help="touched every few seconds while the loop runs (health checks)")
     args = parser.parse_args(argv)
-    from consumer.service import run_worker
+    from consumer.app import run_worker
 
     return run_worker(alive_file=args.alive_file)
 

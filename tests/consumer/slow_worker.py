@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from consumer.app import load_settings, run_worker  # noqa: E402
 from consumer.retry import RetryPolicy  # noqa: E402
-from consumer.service import load_settings, run_worker  # noqa: E402
 from tests.consumer.workerkit import FakeResult  # noqa: E402
 
 

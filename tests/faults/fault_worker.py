@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import redis  # noqa: E402
 
+from consumer.app import load_settings, run_worker  # noqa: E402
 from consumer.retry import RetryPolicy  # noqa: E402
-from consumer.service import load_settings, run_worker  # noqa: E402
 from published import versions  # noqa: E402
 from recommender import pipeline  # noqa: E402
 from recommender.model.train import TrainParams  # noqa: E402
