@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import redis
 
-from api.foldin import MODEL_FIELDS, ModelArrays
+from api.foldin import ModelArrays
 from published import keys, packing
+from published.savedmodel import FOLDIN_FIELDS
 
 # Recent events read for fold-in; the consumer keeps at most 100.
 RECENT_EVENTS = 100
@@ -53,8 +54,8 @@ class Version:
             return self._model
         with self._lock:
             if not self._loaded:
-                values = client.hmget(keys.model(self.tenant, self.version), MODEL_FIELDS)
-                self._model = ModelArrays.from_fields(dict(zip(MODEL_FIELDS, values,
+                values = client.hmget(keys.model(self.tenant, self.version), FOLDIN_FIELDS)
+                self._model = ModelArrays.from_fields(dict(zip(FOLDIN_FIELDS, values,
                                                                strict=True)))
                 self._loaded = True
         return self._model
