@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from recommender.pipeline import Progress, TenantResult
+from recommender.results import Progress, TenantResult
 
 
 class ConsoleProgress(Progress):

@@ -12,7 +12,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from recommender.ingest import download, export
 from recommender.model import features, train, warmstart
 from recommender.publish import modelfile
 from recommender.publish.release import publish_arrays, saved_arrays
+from recommender.results import Progress, TenantResult
 from runtime.config import Settings
 
 log = logging.getLogger(__name__)
@@ -31,30 +31,6 @@ MIN_USERS = MIN_ITEMS = 10
 TOO_SMALL = "The number of users or items is too small to train a model"
 # Promotion gate: a new model must reach this share of the published model's validation P@10.
 PROMOTION_RATIO = 0.9
-
-
-@dataclass
-class TenantResult:
-    tenant: str
-    status: str  # published | not_trained | rejected | failed | skipped | stale | locked (CLI)
-    message: str
-    version: str | None = None
-    algorithm: str = ""
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    epochs: int = 0
-    components: int = 0
-
-
-class Progress:
-    """Receives progress of a run; the CLI prints it, the worker logs it."""
-
-    def stage(self, tenant: str, name: str) -> None:
-        log.info("tenant %s: %s", tenant, name)
-
-    def epoch(self, tenant: str, epoch: int, precision: float) -> None:
-        log.debug("tenant %s: epoch %d validation P@10 %.4f", tenant, epoch, precision)
 
 
 class ModelStoreError(OSError):
