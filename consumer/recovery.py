@@ -4,7 +4,7 @@ Redis holds only derived data; the trained models live on disk (publish.modelfil
 Redis is restarted empty (no persistence, a failover to an empty replica, a FLUSHALL), every
 tenant's pointer is gone and the API answers "not ready yet". A thread of each worker checks
 every ``interval`` seconds whether a tenant that has a saved current model has no pointer in
-Redis, and republishes it (``recommender.pipeline.restore``) without retraining.
+Redis, and republishes it (``recommender.publish.restore``) without retraining.
 
 Once across workers: the restore runs under the tenant's training lock and re-checks the pointer
 once it holds the lock, so of many workers noticing the loss together one restores each tenant
@@ -37,7 +37,7 @@ RestoreFn = Callable[[Settings, redis.Redis, list[str]], list[Any]]
 
 
 def default_restore_fn(settings: Settings, client: redis.Redis, tenants: list[str]) -> list[Any]:
-    from recommender.pipeline import restore  # imported late: heavy (numpy, scipy)
+    from recommender.publish.restore import restore  # imported late: numpy
 
     return restore(settings, client, tenants)
 

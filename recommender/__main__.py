@@ -78,11 +78,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     settings = load_or_exit(require_totara=False)
     _logging(settings)
-    from recommender import pipeline
     from recommender.console import print_results
+    from recommender.publish.restore import restore
     from runtime import redisconn
 
-    results = pipeline.restore(settings, redisconn.connect(settings), args.tenant or None)
+    results = restore(settings, redisconn.connect(settings), args.tenant or None)
     print_results(results)
     if not results:
         print(f"no saved models in {settings.models_dir}", file=sys.stderr)

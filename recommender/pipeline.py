@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import redis
 
 from published import keys, summary, versions
+from published.savedmodel import SavedModel
 from recommender.ingest import download, export
-from recommender.model import features, train, warmstart
-from recommender.publish import modelfile
-from recommender.publish.release import publish_arrays, saved_arrays
+from recommender.model import features, saving, train, warmstart
+from recommender.publish import modelfile, precompute
+from recommender.publish.restore import publish_saved
 from recommender.results import Progress, TenantResult
 from runtime.config import Settings
 
@@ -147,10 +147,10 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
             "export_fingerprint": data.fingerprint, "top_k": settings.top_k}
     if len(data.users) < MIN_USERS or len(data.items) < MIN_ITEMS:
         meta.update(status="not_trained", message=TOO_SMALL)
-        arrays: dict[str, np.ndarray] = {}
+        model: SavedModel | None = None
         result.status, result.message = "not_trained", TOO_SMALL
     else:
-        arrays = _fit(data, algorithm, settings, params, result, progress, meta, force)
+        model = _fit(data, algorithm, settings, params, result, progress, meta, force)
         result.status = "published"
         refusal = None if force else _gate(published, result)
         if refusal:
@@ -161,15 +161,10 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
             return
     meta["trained_at"] = round(time.time(), 3)
     with _timed(result, "save", progress):
-        try:
-            modelfile.save(settings.models_dir, tenant, version, arrays, meta)
-        except OSError as exc:
-            raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
-                                  f"{settings.models_dir}: {exc}") from exc
+        _save(settings, tenant, version, model, meta)
     with _timed(result, "publish", progress):
         try:
-            publish_arrays(client, tenant, version, arrays, meta, settings.top_k,
-                           threads=settings.num_threads)
+            publish_saved(settings, client, tenant, version, version, model, meta)
         except versions.StaleVersionError as exc:
             result.status, result.message = "stale", str(exc)
             return
@@ -184,9 +179,22 @@ def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: b
                    result.components, result.metrics.get("auc", ""))
 
 
+def _save(settings: Settings, tenant: str, version: str, model: SavedModel | None,
+          meta: dict) -> None:
+    """Write the version's files; its lists are computed as their file is written, and
+    published from it (recommender.publish.restore.publish_saved)."""
+    lists = None if model is None else precompute.lists(model, settings.top_k,
+                                                        settings.num_threads)
+    try:
+        modelfile.save(settings.models_dir, tenant, version, model, meta, lists)
+    except OSError as exc:
+        raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
+                              f"{settings.models_dir}: {exc}") from exc
+
+
 def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
          params: train.TrainParams, result: TenantResult, progress: Progress,
-         meta: dict, force: bool) -> dict[str, np.ndarray]:
+         meta: dict, force: bool) -> SavedModel:
     """Fit from the saved model when it fits this export (recommender.model.warmstart), else afresh;
     ``force`` always fits afresh."""
     with _timed(result, "features", progress):
@@ -197,7 +205,7 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
 
     with _timed(result, "fit", progress):
         warm, why = (None, "forced") if force else warmstart.prepare(
-            settings.models_dir, data, fs, algorithm, dict(params.__dict__),
+            _saved(settings, data.tenant), data, fs, algorithm, dict(params.__dict__),
             settings.incremental_runs)
         fitted = (train.fit_incremental(fs, params, warm, settings.num_threads, on_epoch)
                   if warm else why)
@@ -234,31 +242,16 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
         for name, precision in fitted.layers.rerank.precision.items():
             meta[f"rerank_validation_{name}"] = round(precision, 6)
     meta["params"] = dict(params.__dict__)
-    return saved_arrays(data, fitted.model, fs, fitted.item_item, fitted.blend.weight,
-                        fitted.ranker)
+    return saving.saved_model(data, fitted.model, fs, fitted.item_item, fitted.blend.weight,
+                              fitted.ranker)
 
 
-def restore(settings: Settings, client: redis.Redis,
-            tenants: list[str] | None = None) -> list[TenantResult]:
-    """Republish the saved current models (e.g. into an empty Redis) without retraining."""
-    results = []
-    for tenant in tenants or modelfile.saved_tenants(settings.models_dir):
-        version = modelfile.current_version(settings.models_dir, tenant)
-        result = TenantResult(tenant, "failed", "", version=version)
-        if version is None:
-            result.message = "no saved model"
-            results.append(result)
-            continue
-        arrays, meta = modelfile.load(settings.models_dir, tenant, version)
-        result.algorithm = meta.get("algorithm", "")
-        new = versions.new_version()
-        try:
-            publish_arrays(client, tenant, new, arrays, meta, settings.top_k,
-                           threads=settings.num_threads)
-        except versions.StaleVersionError as exc:
-            result.status, result.message = "stale", str(exc)
-        else:
-            result.status, result.version = "published", new
-            result.message = f"restored from {version}"
-        results.append(result)
-    return results
+def _saved(settings: Settings, tenant: str) -> warmstart.Saved | None:
+    """The tenant's current saved model to start from; not read when warm starts are off."""
+    version = modelfile.current_version(settings.models_dir, tenant)
+    if version is None or settings.incremental_runs <= 0:
+        return None
+    try:
+        return warmstart.Saved(version, *modelfile.load(settings.models_dir, tenant, version))
+    except (OSError, ValueError) as exc:
+        return warmstart.Saved(version, None, {}, error=str(exc))

@@ -20,17 +20,11 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
+from published.savedmodel import PARAMETERS, SIDES
 from recommender.model import ensemble, itemitem, rerank
 from recommender.model.features import FeatureSet
 from recommender.model.ranking import ScoreFn, ranking_metrics, split_per_user
-from recommender.model.warmstart import (
-    MIN_HELD_OUT,
-    PARAMETERS,
-    SIDES,
-    WarmStart,
-    saved_name,
-    split_new_pairs,
-)
+from recommender.model.warmstart import MIN_HELD_OUT, WarmStart, split_new_pairs
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +126,6 @@ def representations(model: LightFM, fs: FeatureSet) -> tuple[np.ndarray, ...]:
     ib, ie = model.get_item_representations(fs.item_features)
     return (ub.astype(np.float32), ue.astype(np.float32), ib.astype(np.float32),
             ie.astype(np.float32))
-
-
-def parameter_arrays(model: LightFM) -> dict[str, np.ndarray]:
-    """Every per-feature parameter and its optimiser state, by its saved name."""
-    return {saved_name(side, p): getattr(model, f"{side}_{p}").astype(np.float32)
-            for side in SIDES for p in PARAMETERS}
 
 
 def warm_model(params: TrainParams, fs: FeatureSet, warm: WarmStart) -> LightFM:
