@@ -111,15 +111,19 @@ def test_restore_in_a_fresh_process_imports_no_training_code_and_is_fast(
     assert restored == _computed(real_redis, settings, "3", model)
 
 
-@pytest.mark.parametrize("why", ["saved without its lists", "another ML_TOP_K"])
+@pytest.mark.parametrize("why", ["saved without its lists", "another ML_TOP_K", "damaged"])
 def test_a_model_without_usable_stored_lists_is_restored_by_computing_them(
         settings, base_env, fake_redis, why):
-    # Given a model saved before the lists were kept beside it, or saved for another top-K
+    # Given a model saved before the lists were kept beside it, saved for another top-K, or
+    # whose lists file was damaged
     model = _reranked_model()
     if why == "another ML_TOP_K":
         _save(config.from_env({**base_env, "ML_TOP_K": "3"}), "4", model)
     else:
-        _save(settings, "4", model, with_lists=False)
+        version = _save(settings, "4", model, with_lists=why == "damaged")
+        if why == "damaged":
+            path = modelfile.lists_path(settings.models_dir, "4", version)
+            path.write_bytes(path.read_bytes()[:1000])
     # When it is restored
     results = restore.restore(settings, fake_redis)
     assert [(r.tenant, r.status) for r in results] == [("4", "published")]

@@ -93,7 +93,10 @@ def _items(data: NpzFile, names: set[str]) -> Iterator[ItemBatch]:
 def read(path: Path) -> Iterator[Lists]:
     """The lists of the file, read batch by batch while the context is open; raises OSError,
     or ValueError for a file this code did not write."""
-    data = np.load(path, allow_pickle=False)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path} is not a whole lists file: {exc}") from None
     if not isinstance(data, NpzFile):
         raise ValueError(f"{path} is not a lists file")
     with data:

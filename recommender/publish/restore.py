@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import redis
@@ -64,13 +64,16 @@ def _lists(settings: Settings, tenant: str, saved: str,
         yield None
         return
     path = modelfile.lists_path(settings.models_dir, tenant, saved)
-    if path.exists():
-        with listsfile.read(path) as stored:
-            if stored.top_k == settings.top_k:
-                yield stored
-                return
-    log.info("tenant %s: computing the lists of %s (%s)", tenant, saved,
-             "ML_TOP_K changed" if path.exists() else "saved without them")
+    with ExitStack() as opened:
+        try:
+            stored = opened.enter_context(listsfile.read(path)) if path.exists() else None
+        except (OSError, ValueError) as exc:  # derived data: computing it again will do
+            log.warning("tenant %s: the lists of %s cannot be read (%s)", tenant, saved, exc)
+            stored = None
+        if stored is not None and stored.top_k == settings.top_k:
+            yield stored
+            return
+    log.info("tenant %s: computing the lists of %s", tenant, saved)
     from recommender.publish import precompute  # the list code: LightGBM for a re-ranker
 
     yield precompute.lists(model, settings.top_k, settings.num_threads)
