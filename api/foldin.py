@@ -3,7 +3,8 @@
 The user is folded into the published model: their vector is the mean of the embeddings of the
 items they interacted with, weighted by rating + 1 as in training, and every item is scored as
 ``item_embeddings @ user + item_biases``. Only numpy is needed; the arrays come from the version's
-``model`` hash (docs/redis-keys.md) and are kept while that version is current.
+``model`` hash (docs/redis-keys.md, decoded by published.savedmodel) and are kept while that
+version is current.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from published.savedmodel import ItemVectors
 from runtime.items import parse_item_key
-
-MODEL_FIELDS = ("shape", "item_numbers", "item_types", "item_embeddings", "item_biases")
 
 
 class ModelArrays:
@@ -36,19 +36,10 @@ class ModelArrays:
     @classmethod
     def from_fields(cls, fields: Mapping[str, bytes | None]) -> ModelArrays | None:
         """Decode the ``model`` hash; None when it is absent or inconsistent."""
-        if any(fields.get(name) is None for name in MODEL_FIELDS):
+        items = ItemVectors.from_model_hash(fields)
+        if items is None:
             return None
-        try:
-            shape = json.loads(fields["shape"])
-            n, dim = int(shape["n_items"]), int(shape["dim"])
-            numbers = np.frombuffer(fields["item_numbers"], dtype="<u4", count=n)
-            types = np.frombuffer(fields["item_types"], dtype="u1", count=n)
-            embeddings = np.frombuffer(fields["item_embeddings"], dtype="<f4",
-                                       count=n * dim).reshape(n, dim)
-            biases = np.frombuffer(fields["item_biases"], dtype="<f4", count=n)
-        except (ValueError, KeyError, TypeError):
-            return None
-        return cls(numbers, types, embeddings, biases)
+        return cls(items.numbers, items.types, items.embeddings, items.biases)
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
         """Row of each packed (type << 32 | id) key, -1 where the model does not know it."""

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import redis
 
-from api.foldin import MODEL_FIELDS, ModelArrays
+from api.foldin import ModelArrays
 from published import keys, packing, recent
+from published.savedmodel import FOLDIN_FIELDS
 
 # Bounds the per-tenant cache against requests naming many made-up tenants.
 MAX_CACHED_TENANTS = 4096
@@ -51,8 +52,8 @@ class Version:
             return self._model
         with self._lock:
             if not self._loaded:
-                values = client.hmget(keys.model(self.tenant, self.version), MODEL_FIELDS)
-                self._model = ModelArrays.from_fields(dict(zip(MODEL_FIELDS, values,
+                values = client.hmget(keys.model(self.tenant, self.version), FOLDIN_FIELDS)
+                self._model = ModelArrays.from_fields(dict(zip(FOLDIN_FIELDS, values,
                                                                strict=True)))
                 self._loaded = True
         return self._model

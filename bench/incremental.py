@@ -52,10 +52,9 @@ def _split(timestamps: np.ndarray, new_share: float,
 
 def main(args: argparse.Namespace) -> int:
     from recommender.ingest import export
-    from recommender.model import features, ranking, train, warmstart
+    from recommender.model import features, ranking, saving, train, warmstart
     from recommender.offline import contenders, splits
     from recommender.publish import modelfile
-    from recommender.publish.release import saved_arrays
 
     params = train.TrainParams()
     with tempfile.TemporaryDirectory(prefix="bench-incremental-") as scratch:
@@ -93,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
                 "identity_weight": old.identity_weight,
                 "precision_at_10": old.validation["precision"]}
         modelfile.save(tmp / "models", data.tenant, "old",
-                       saved_arrays(old_export, old.model, old.features), meta)
+                       saving.saved_model(old_export, old.model, old.features), meta)
         modelfile.mark_current(tmp / "models", data.tenant, "old")
         old_quality = measure(old)
 
@@ -107,7 +106,8 @@ def main(args: argparse.Namespace) -> int:
 
         started = time.perf_counter()
         fs = features.build(new_export, args.algorithm)
-        warm, why = warmstart.prepare(tmp / "models", new_export, fs, args.algorithm,
+        saved = warmstart.Saved("old", *modelfile.load(tmp / "models", data.tenant, "old"))
+        warm, why = warmstart.prepare(saved, new_export, fs, args.algorithm,
                                       dict(params.__dict__), max_runs=1)
         if warm is None:
             print(f"no warm start: {why}")

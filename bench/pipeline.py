@@ -1,13 +1,14 @@
 """The training pipeline at size: each stage measured beside its bound on this machine.
 
 Generates a demo export (in a subprocess, so its memory does not count), then runs the
-production code stage by stage: parse and validate, features, fit, precompute, publish into a
-private Redis. Beside precompute it measures a bare numpy bound (the same user x item products
-followed by ``argpartition`` for the same number of lists); beside publish, a bare pipelined
-client writing the same keys and bytes with nothing else to do. Ratios to those bounds are what
-to compare between runs: absolute times drift on a shared machine.
+production code stage by stage: parse and validate, features, fit, precompute (into the lists
+file saved beside the model), publish (from that file) into a private Redis. Beside precompute
+it measures a bare numpy bound (the same user x item products followed by ``argpartition`` for
+the same number of lists); beside publish, a bare pipelined client writing the same keys and
+bytes with nothing else to do. Ratios to those bounds are what to compare between runs:
+absolute times drift on a shared machine. Writing the lists file is timed apart from both.
 Last line: ``precompute/bound=.. publish/bound=.. parse_rows_per_s=.. peak_rss_mb=..
-redis_bytes_per_entry=..``.
+redis_bytes_per_entry=.. lists_file_bytes_per_user=..``.
 """
 
 from __future__ import annotations
@@ -62,12 +63,14 @@ def _generate(dest: Path, args: argparse.Namespace) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
-def _precompute_and_publish(client: redis.Redis, arrays, top_k: int) -> dict[str, float]:
-    """The production publish, with time inside the list generators and the writes kept apart."""
+def _precompute_and_publish(client: redis.Redis, model, top_k: int,
+                            folder: Path) -> dict[str, float]:
+    """The production save and publish: the lists computed into their file (the time inside
+    the list generators kept apart from the file's), then published from it into Redis."""
     import struct
 
     from published import versions
-    from recommender.publish import release
+    from recommender.publish import listsfile, precompute, release
 
     spent = {"precompute": 0.0, "counting": 0.0, "entries": 0}
 
@@ -84,11 +87,20 @@ def _precompute_and_publish(client: redis.Redis, arrays, top_k: int) -> dict[str
             spent["counting"] += time.perf_counter() - started
             yield batch
 
+    path = folder / "0.lists.npz"
     started = time.perf_counter()
-    release.publish_arrays(client, "0", versions.new_version(), arrays, {"status": "trained"},
-                           top_k, batches=timed)
+    with path.open("wb") as handle:
+        listsfile.write(handle, precompute.lists(model, top_k, batches=timed))
     total = time.perf_counter() - started
-    spent["publish"] = total - spent["precompute"] - spent["counting"]
+    spent["lists_file"] = total - spent["precompute"] - spent["counting"]
+    size = path.stat().st_size
+    spent["lists_file_bytes_per_user"] = size / max(len(model.user_ids), 1)
+    print(f"{'lists file':<22} {spent['lists_file']:8.2f} s   {size / 2**20:.1f} MiB, "
+          f"{spent['lists_file_bytes_per_user']:.0f} bytes per user", flush=True)
+    started = time.perf_counter()
+    with listsfile.read(path) as lists:
+        release.publish(client, "0", versions.new_version(), model, lists, {"status": "trained"})
+    spent["publish"] = time.perf_counter() - started
     return spent
 
 
@@ -163,8 +175,8 @@ def _publish_bound(client: redis.Redis, emb, sample: list[tuple[int, bytes]]) ->
 
 def main(args: argparse.Namespace) -> int:
     from recommender.ingest import export
-    from recommender.model import features, train
-    from recommender.publish import release, topk
+    from recommender.model import features, saving, train
+    from recommender.publish import precompute, topk
 
     clock = Clock()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
@@ -177,14 +189,14 @@ def main(args: argparse.Namespace) -> int:
         fs = clock.run("features", features.build, data, args.algorithm)
         params = train.TrainParams(max_epochs=args.max_epochs)
         fitted = clock.run("fit", train.fit, fs, params, args.threads)
-        arrays = release.saved_arrays(data, fitted.model, fitted.features, fitted.item_item,
-                                      fitted.blend.weight, fitted.ranker)
-        emb = release.embeddings(arrays, args.threads)
+        model = saving.saved_model(data, fitted.model, fitted.features, fitted.item_item,
+                                   fitted.blend.weight, fitted.ranker)
+        emb = precompute.embeddings(model, args.threads)
         process, url = servers.start_redis(tmp)
         try:
             client = redis.Redis.from_url(url)
             memory_before = client.info("memory")["used_memory"]
-            spent = _precompute_and_publish(client, arrays, args.top_k)
+            spent = _precompute_and_publish(client, model, args.top_k, tmp)
             redis_bytes = client.info("memory")["used_memory"] - memory_before
             sample = next(topk.user_lists(emb, args.top_k, batch=64))
             publish_bound = _publish_bound(client, emb, sample)
@@ -203,10 +215,8 @@ def main(args: argparse.Namespace) -> int:
           f"refit {fitted.seconds['refit']:.1f} s), validation P@10 "
           f"{fitted.validation['precision']:.4f}")
     blend = fitted.blend
-    if blend.weight == 0:
-        what = blend.reason or "LightFM alone was best on validation"
-    else:
-        what = f"lambda {blend.lam:g}, weight {blend.weight:g}"
+    what = (blend.reason or "LightFM alone was best on validation" if blend.weight == 0
+            else f"lambda {blend.lam:g}, weight {blend.weight:g}")
     print(f"item-item part: {what}; "
           f"choice {fitted.seconds['layers_choice']:.1f} s, "
           f"refit {fitted.seconds.get('item_item', 0.0):.1f} s")
@@ -225,5 +235,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"precompute/bound={ratios['precompute/bound']:.2f} "
           f"publish/bound={ratios['publish/bound']:.2f} "
           f"parse_rows_per_s={rows / parse_seconds:.0f} peak_rss_mb={peak_rss_mb:.0f} "
-          f"redis_bytes_per_entry={redis_bytes / max(spent['entries'], 1):.2f}")
+          f"redis_bytes_per_entry={redis_bytes / max(spent['entries'], 1):.2f} "
+          f"lists_file_bytes_per_user={spent['lists_file_bytes_per_user']:.0f}")
     return 0

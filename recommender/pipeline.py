@@ -3,6 +3,9 @@
 A bad export, a failed fit or a failed write never touches what is published: the new version
 only becomes visible at the pointer switch, which is the last step. The model files are written
 before the switch, so a full or read-only ``ML_MODELS_DIR`` fails the run with nothing changed.
+
+The stages read top to bottom in ``_run``; each is a function of the ``Run`` it belongs to, which
+carries the settings, the caller's options, the Redis client and the result being filled in.
 """
 
 from __future__ import annotations
@@ -12,48 +15,70 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import redis
 
 from published import summary, versions
 from published.runs import Fit, LastRun, RunMeta, RunStatus, VersionStatus
+from published.savedmodel import SavedModel
 from recommender.ingest import download, export
-from recommender.model import features, train, warmstart
+from recommender.model import features, saving, train, warmstart
 from recommender.outcome import Progress, TenantResult
-from recommender.publish import modelfile
-from recommender.publish.release import publish_arrays, saved_arrays
+from recommender.promotion import gate
+from recommender.publish import modelfile, precompute
+from recommender.publish.restore import publish_saved
 from runtime.config import Settings
 from runtime.errors import DownloadError, ExportError, ModelStoreError, StaleVersionError
+from runtime.timing import timed
 
 log = logging.getLogger(__name__)
 
 MIN_USERS = MIN_ITEMS = 10
 TOO_SMALL = "The number of users or items is too small to train a model"
-# Promotion gate: a new model must reach this share of the published model's validation P@10.
-PROMOTION_RATIO = 0.9
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What the caller asked of this run, beyond the settings."""
+
+    algorithm: str
+    force: bool = False  # train even when this export is published, fit afresh, skip the gate
+    export_dir: Path | None = None  # read the export here instead of ML_EXPORT_DIR or Totara
+    params: train.TrainParams = field(default_factory=train.TrainParams)
+    # The caller holds the tenant's training lock (the worker does), so a partial version left
+    # by an earlier run is removed at once rather than after it idled for minutes.
+    exclusive: bool = False
 
 
-@contextmanager
-def _timed(result: TenantResult, name: str, progress: Progress) -> Iterator[None]:
-    progress.stage(result.tenant, name)
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        result.stage_seconds[name] = round(time.perf_counter() - started, 3)
+@dataclass
+class Run:
+    settings: Settings
+    client: redis.Redis
+    options: RunOptions
+    progress: Progress
+    result: TenantResult
 
+    @property
+    def tenant(self) -> str:
+        return self.result.tenant
 
-def _load(settings: Settings, tenant: str, export_dir: Path | None,
-          scratch: Path) -> export.TenantExport:
-    source = export_dir or settings.export_dir
-    if source is None:
-        download.fetch_tenant(settings, tenant, scratch)
-        source = scratch
-    return export.load_tenant(source, tenant)
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.progress.stage(self.tenant, name)
+        try:
+            with timed(self.result.stage_seconds, name):
+                yield
+        finally:
+            self.result.stage_seconds[name] = round(self.result.stage_seconds[name], 3)
+
+    def log_summary(self, message: str, *, with_fit: bool = False) -> None:
+        """A row of train_summary.log, with the fit's figures once there is a fit."""
+        figures = ((self.result.epochs, self.result.components,
+                    self.result.metrics.get("auc", "")) if with_fit else ())
+        summary.append(self.settings.logs_dir, self.options.algorithm, self.tenant, message,
+                       *figures)
 
 
 def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
@@ -63,146 +88,136 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
                  exclusive: bool = False) -> TenantResult:
     """Run the whole pipeline for one tenant. Infrastructure errors raise; data errors return.
 
-    ``exclusive``: the caller holds the tenant's training lock (the worker does), so a partial
-    version left by an earlier run is removed at once rather than after it idled for minutes.
     The outcome, whatever it is, is recorded in ``keys.last_run`` for the health check.
     """
-    result = TenantResult(tenant, RunStatus.FAILED, "", algorithm=algorithm or settings.algorithm)
+    options = RunOptions(algorithm or settings.algorithm, force, export_dir,
+                         params or train.TrainParams(), exclusive)
+    run = Run(settings, client, options, progress or Progress(),
+              TenantResult(tenant, RunStatus.FAILED, "", algorithm=options.algorithm))
     try:
-        _run(settings, client, result, force, export_dir, progress or Progress(),
-             params or train.TrainParams(), exclusive)
+        _run(run)
     except Exception as exc:
-        result.status, result.message = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        run.result.status = RunStatus.FAILED
+        run.result.message = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, DownloadError):  # that one is logged where it happens
-            summary.append(settings.logs_dir, result.algorithm, tenant, result.message)
-        _record(client, result)
+            run.log_summary(run.result.message)
+        _record(client, run.result)
         raise
-    _record(client, result)
-    return result
+    _record(client, run.result)
+    return run.result
 
 
-def _record(client: redis.Redis, result: TenantResult) -> None:
-    run = LastRun(result.status, result.message, round(time.time(), 3), result.version,
-                  result.algorithm, result.metrics.get("precision_at_10"))
-    try:
-        run.write(client, result.tenant)
-    except redis.RedisError:  # the run's own outcome matters more than its record
-        log.warning("tenant %s: could not record the run's outcome in Redis", result.tenant)
+def _run(run: Run) -> None:
+    versions.collect_garbage(run.client, run.tenant, run.settings.publish_grace_seconds,
+                             **({"orphan_idle_seconds": 0} if run.options.exclusive else {}))
+    data = _load(run)
+    if data is None:
+        return
+    published = versions.current_meta(run.client, run.tenant)
+    if _already_published(run, data, published):
+        return
+    # Named before the fit: of two runs, the one that started later wins the pointer switch.
+    version = versions.new_version()
+    meta = RunMeta(VersionStatus.TRAINED, run.options.algorithm, len(data.users),
+                   len(data.items), len(data.interactions), data.fingerprint,
+                   run.settings.top_k)
+    model = _train(run, data, meta)
+    refusal = None if model is None or run.options.force else gate(published, run.result)
+    if refusal:
+        run.result.status, run.result.message = RunStatus.REJECTED, refusal
+        run.log_summary(refusal, with_fit=True)
+        log.warning("tenant %s: %s", run.tenant, refusal)
+        return
+    meta.trained_at = round(time.time(), 3)
+    with run.stage("save"):
+        _save(run.settings, run.tenant, version, model, meta)
+    if _publish(run, version, model, meta):
+        _finish(run, version)
 
 
-def _gate(published: dict[str, str] | None, result: TenantResult) -> str | None:
-    """Why the new model must not replace the published one, or None.
-
-    A full fit is compared with the published model's last full fit (an incremental run's
-    figure is measured on other pairs); an incremental run with the saved model's score on its
-    own held-out pairs, which is the same measurement of the model it replaces.
-    """
-    baseline = result.metrics.get("warm_baseline_precision_at_10")
-    if baseline is None:
-        published = published or {}
-        baseline = published.get("full_fit_precision_at_10", published.get("precision_at_10"))
-    if baseline is None:
-        return None
-    try:
-        old = float(baseline)
-    except ValueError:
-        return None
-    new = result.metrics["precision_at_10"]
-    if new < PROMOTION_RATIO * old:
-        return (f"not published: validation P@10 {new:.4f} is below {PROMOTION_RATIO:.0%} of "
-                f"the published model's {old:.4f} (train with force to publish anyway)")
-    return None
-
-
-def _run(settings: Settings, client: redis.Redis, result: TenantResult, force: bool,
-         export_dir: Path | None, progress: Progress, params: train.TrainParams,
-         exclusive: bool = False) -> None:
-    tenant, algorithm = result.tenant, result.algorithm
-    versions.collect_garbage(client, tenant, settings.publish_grace_seconds,
-                          **({"orphan_idle_seconds": 0} if exclusive else {}))
+def _load(run: Run) -> export.TenantExport | None:
+    """The tenant's export, or None when it is rejected (said in the log and the summary)."""
+    source = run.options.export_dir or run.settings.export_dir
     with tempfile.TemporaryDirectory(prefix="ml-export-") as scratch:
         try:
-            with _timed(result, "load", progress):
-                data = _load(settings, tenant, export_dir, Path(scratch))
+            with run.stage("load"):
+                if source is None:
+                    download.fetch_tenant(run.settings, run.tenant, Path(scratch))
+                return export.load_tenant(source or Path(scratch), run.tenant)
         except ExportError as exc:
-            result.message = f"export rejected: {exc}"
-            summary.append(settings.logs_dir, algorithm, tenant, result.message)
-            log.error("tenant %s: %s", tenant, result.message)
-            return
+            run.result.message = f"export rejected: {exc}"
+            run.log_summary(run.result.message)
+            log.error("tenant %s: %s", run.tenant, run.result.message)
+            return None
         except DownloadError as exc:
-            summary.append(settings.logs_dir, algorithm, tenant, f"download failed: {exc}")
+            run.log_summary(f"download failed: {exc}")
             raise
+
+
+def _already_published(run: Run, data: export.TenantExport,
+                       published: dict[str, str] | None) -> bool:
+    result = run.result
     result.counts = {"users": len(data.users), "items": len(data.items),
                      "interactions": len(data.interactions)}
-    published = versions.current_meta(client, tenant)
-    if (not force and published and published.get("export_fingerprint") == data.fingerprint
-            and published.get("algorithm") == algorithm):
-        result.status, result.version = RunStatus.SKIPPED, published.get("version")
-        result.message = "this export is already published"
-        return
-    version = versions.new_version()
-    meta = RunMeta(VersionStatus.TRAINED, algorithm, len(data.users), len(data.items),
-                   len(data.interactions), data.fingerprint, settings.top_k)
+    if (run.options.force or not published
+            or published.get("export_fingerprint") != data.fingerprint
+            or published.get("algorithm") != run.options.algorithm):
+        return False
+    result.status, result.version = RunStatus.SKIPPED, published.get("version")
+    result.message = "this export is already published"
+    return True
+
+
+def _train(run: Run, data: export.TenantExport, meta: RunMeta) -> SavedModel | None:
+    """The fitted model, or None when the tenant is too small to train (said in ``meta``)."""
     if len(data.users) < MIN_USERS or len(data.items) < MIN_ITEMS:
         meta.status, meta.message = VersionStatus.NOT_TRAINED, TOO_SMALL
-        arrays: dict[str, np.ndarray] = {}
-        result.status, result.message = RunStatus.NOT_TRAINED, TOO_SMALL
-    else:
-        arrays = _fit(data, algorithm, settings, params, result, progress, meta, force)
-        result.status = RunStatus.PUBLISHED
-        refusal = None if force else _gate(published, result)
-        if refusal:
-            result.status, result.message = RunStatus.REJECTED, refusal
-            summary.append(settings.logs_dir, algorithm, tenant, refusal, result.epochs,
-                           result.components, result.metrics["auc"])
-            log.warning("tenant %s: %s", tenant, refusal)
-            return
-    meta.trained_at = round(time.time(), 3)
-    with _timed(result, "save", progress):
-        try:
-            modelfile.save(settings.models_dir, tenant, version, arrays, meta.to_dict())
-        except OSError as exc:
-            raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
-                                  f"{settings.models_dir}: {exc}") from exc
-    with _timed(result, "publish", progress):
-        try:
-            publish_arrays(client, tenant, version, arrays, meta.to_dict(), settings.top_k,
-                           threads=settings.num_threads)
-        except StaleVersionError as exc:
-            result.status, result.message = RunStatus.STALE, str(exc)
-            return
-    modelfile.mark_current(settings.models_dir, tenant, version)
-    versions.collect_garbage(client, tenant, settings.publish_grace_seconds)
-    result.version = version
-    if result.status == RunStatus.PUBLISHED:
-        result.message = (f"trained: P@10 {result.metrics['precision_at_10']:.4f}, "
-                          f"R@10 {result.metrics['recall_at_10']:.4f}, "
-                          f"AUC {result.metrics['auc']:.4f}")
-    summary.append(settings.logs_dir, algorithm, tenant, result.message, result.epochs,
-                   result.components, result.metrics.get("auc", ""))
+        run.result.status, run.result.message = RunStatus.NOT_TRAINED, TOO_SMALL
+        return None
+    model = _fit(run, data, meta)
+    run.result.status = RunStatus.PUBLISHED
+    return model
 
 
-def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
-         params: train.TrainParams, result: TenantResult, progress: Progress,
-         meta: RunMeta, force: bool) -> dict[str, np.ndarray]:
-    """Fit from the saved model when it fits this export (recommender.model.warmstart), else afresh;
-    ``force`` always fits afresh."""
-    with _timed(result, "features", progress):
-        fs = features.build(data, algorithm)
+def _fit(run: Run, data: export.TenantExport, meta: RunMeta) -> SavedModel:
+    """Fit from the saved model when it fits this export (recommender.model.warmstart), else
+    afresh; ``force`` always fits afresh."""
+    settings, params = run.settings, run.options.params
+    with run.stage("features"):
+        fs = features.build(data, run.options.algorithm)
 
     def on_epoch(epoch: int, precision: float) -> None:
-        progress.epoch(data.tenant, epoch, precision)
+        run.progress.epoch(data.tenant, epoch, precision)
 
-    with _timed(result, "fit", progress):
-        warm, why = (None, "forced") if force else warmstart.prepare(
-            settings.models_dir, data, fs, algorithm, dict(params.__dict__),
-            settings.incremental_runs)
+    with run.stage("fit"):
+        warm, why = (None, "forced") if run.options.force else warmstart.prepare(
+            _saved(settings, data.tenant), data, fs, run.options.algorithm,
+            dict(params.__dict__), settings.incremental_runs)
         fitted = (train.fit_incremental(fs, params, warm, settings.num_threads, on_epoch)
                   if warm else why)
         if isinstance(fitted, str):
             log.info("tenant %s: full fit (%s)", data.tenant, fitted)
             fitted = train.fit(fs, params, settings.num_threads, on_epoch=on_epoch)
             warm = None
+    _describe(run.result, meta, fitted, warm, params)
+    return saving.saved_model(data, fitted.model, fitted.features, fitted.item_item,
+                              fitted.blend.weight, fitted.ranker)
+
+
+def _saved(settings: Settings, tenant: str) -> warmstart.Saved | None:
+    """The tenant's current saved model to start from; not read when warm starts are off."""
+    version = modelfile.current_version(settings.models_dir, tenant)
+    if version is None or settings.incremental_runs <= 0:
+        return None
+    try:
+        return warmstart.Saved(version, *modelfile.load(settings.models_dir, tenant, version))
+    except (OSError, ValueError) as exc:
+        return warmstart.Saved(version, None, {}, error=str(exc))
+
+
+def _describe(result: TenantResult, meta: RunMeta, fitted: train.FitResult,
+              warm: warmstart.WarmStart | None, params: train.TrainParams) -> None:
+    """What the fit gives the run's result and the version's meta."""
     result.epochs, result.components = fitted.epochs, params.components
     result.metrics = {"precision_at_10": fitted.validation["precision"],
                       "recall_at_10": fitted.validation["recall"],
@@ -215,7 +230,7 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
     meta.ndcg_at_10, meta.auc = quality["ndcg_at_10"], quality["auc"]
     if warm is not None:  # fit_incremental succeeded: it always measures the baseline
         log.info("tenant %s: incremental fit from %s, validation P@10 %.4f on %d new pairs "
-                 "(saved model: %.4f)", data.tenant, warm.source_version,
+                 "(saved model: %.4f)", result.tenant, warm.source_version,
                  result.metrics["precision_at_10"], fitted.held_out_pairs, fitted.warm_baseline)
         result.metrics["warm_baseline_precision_at_10"] = fitted.warm_baseline
         meta.fit, meta.incremental_from = Fit.INCREMENTAL, warm.source_version
@@ -230,33 +245,52 @@ def _fit(data: export.TenantExport, algorithm: str, settings: Settings,
     if fitted.item_item is not None:
         meta.blend_weight, meta.item_item_lambda = fitted.blend.weight, fitted.blend.lam
         meta.reranked = int(fitted.ranker is not None)
-        meta.rerank_validation = {k: round(v, 6) for k, v in fitted.layers.rerank.precision.items()}
+        meta.rerank_validation = {k: round(v, 6)
+                                  for k, v in fitted.layers.rerank.precision.items()}
     meta.params = dict(params.__dict__)
-    return saved_arrays(data, fitted.model, fitted.features, fitted.item_item,
-                        fitted.blend.weight, fitted.ranker)
 
 
-def restore(settings: Settings, client: redis.Redis,
-            tenants: list[str] | None = None) -> list[TenantResult]:
-    """Republish the saved current models (e.g. into an empty Redis) without retraining."""
-    results = []
-    for tenant in tenants or modelfile.saved_tenants(settings.models_dir):
-        version = modelfile.current_version(settings.models_dir, tenant)
-        result = TenantResult(tenant, "failed", "", version=version)
-        if version is None:
-            result.message = "no saved model"
-            results.append(result)
-            continue
-        arrays, meta = modelfile.load(settings.models_dir, tenant, version)
-        result.algorithm = meta.get("algorithm", "")
-        new = versions.new_version()
+def _save(settings: Settings, tenant: str, version: str, model: SavedModel | None,
+          meta: RunMeta) -> None:
+    """Write the version's files; its lists are computed as their file is written, and
+    published from it (recommender.publish.restore.publish_saved)."""
+    lists = None if model is None else precompute.lists(model, settings.top_k,
+                                                        settings.num_threads)
+    try:
+        modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists)
+    except OSError as exc:
+        raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
+                              f"{settings.models_dir}: {exc}") from exc
+
+
+def _publish(run: Run, version: str, model: SavedModel | None, meta: RunMeta) -> bool:
+    """Switch the tenant to ``version``; False when a newer version won (the run is stale)."""
+    with run.stage("publish"):
         try:
-            publish_arrays(client, tenant, new, arrays, meta, settings.top_k,
-                           threads=settings.num_threads)
+            publish_saved(run.settings, run.client, run.tenant, version, version, model,
+                          meta.to_dict())
         except StaleVersionError as exc:
-            result.status, result.message = "stale", str(exc)
-        else:
-            result.status, result.version = "published", new
-            result.message = f"restored from {version}"
-        results.append(result)
-    return results
+            run.result.status, run.result.message = RunStatus.STALE, str(exc)
+            return False
+    return True
+
+
+def _finish(run: Run, version: str) -> None:
+    modelfile.mark_current(run.settings.models_dir, run.tenant, version)
+    versions.collect_garbage(run.client, run.tenant, run.settings.publish_grace_seconds)
+    result = run.result
+    result.version = version
+    if result.status == RunStatus.PUBLISHED:
+        result.message = (f"trained: P@10 {result.metrics['precision_at_10']:.4f}, "
+                          f"R@10 {result.metrics['recall_at_10']:.4f}, "
+                          f"AUC {result.metrics['auc']:.4f}")
+    run.log_summary(result.message, with_fit=True)
+
+
+def _record(client: redis.Redis, result: TenantResult) -> None:
+    run = LastRun(result.status, result.message, round(time.time(), 3), result.version,
+                  result.algorithm, result.metrics.get("precision_at_10"))
+    try:
+        run.write(client, result.tenant)
+    except redis.RedisError:  # the run's own outcome matters more than its record
+        log.warning("tenant %s: could not record the run's outcome in Redis", result.tenant)

@@ -41,7 +41,7 @@ def run_pipeline(settings: Settings, client: redis.Redis, tenant: str, *,
 
 def restore_saved(settings: Settings, client: redis.Redis,
                   tenants: list[str] | None = None) -> list[Any]:
-    from recommender.pipeline import restore  # imported late
+    from recommender.publish.restore import restore  # imported late: numpy
 
     return restore(settings, client, tenants)
 

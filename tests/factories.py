@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from published.savedmodel import OPTIMISER_STATE, FeatureParameters, SavedModel
 from recommender.ingest.export import TenantExport
 from recommender.ingest.tables import Interactions, Items, Users
 from runtime.items import ITEM_TYPES, item_key
@@ -87,3 +88,32 @@ def reindex(data: TenantExport, user_rows: np.ndarray, item_rows: np.ndarray,
                                   ratings=inter.ratings[keep],
                                   timestamps=inter.timestamps[keep]),
         fingerprint=f"{data.fingerprint}-{len(user_rows)}-{len(item_rows)}-{int(keep.sum())}")
+
+
+def saved_model(n_users: int = 37, n_items: int = 53, dim: int = 6, seed: int = 1,
+                optimiser_state: bool = True) -> SavedModel:
+    """A random saved model with identity features only (one row per user and per item)."""
+    rng = np.random.default_rng(seed)
+    positives = sp.random(n_users, n_items, density=0.1, random_state=seed, format="csr")
+    types = rng.integers(0, len(ITEM_TYPES), n_items).astype(np.uint8)
+    types[:5] = np.arange(5)  # every type present
+    numbers = np.arange(1, n_items + 1, dtype=np.uint32)
+    user_ids = np.arange(1000, 1000 + n_users, dtype=np.int64)
+    item_keys = np.asarray([item_key(int(t), int(n)) for t, n in zip(types, numbers,
+                                                                      strict=True)])
+
+    def side(names: np.ndarray) -> FeatureParameters:
+        rows = len(names)
+        state = {p: rng.random((rows, dim) if p.startswith("embedding") else rows)
+                 .astype(np.float32) for p in OPTIMISER_STATE} if optimiser_state else {}
+        return FeatureParameters(names, rng.normal(size=(rows, dim)).astype(np.float32),
+                                 rng.normal(size=rows).astype(np.float32), **state)
+
+    users, items = side(np.asarray([f"user:{u}" for u in user_ids])), side(item_keys)
+    return SavedModel(
+        user_ids=user_ids, user_emb=users.embeddings, item_keys=item_keys, item_numbers=numbers,
+        item_types=types, item_emb=items.embeddings, item_bias=items.biases,
+        positives_indptr=positives.indptr.astype(np.int64),
+        positives_indices=positives.indices.astype(np.int32),
+        popularity=rng.random(n_items).astype(np.float32), user_features=users,
+        item_features=items)

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from published import keys, packing, versions
-from recommender import pipeline
+from recommender import pipeline, promotion
 from recommender.ingest import export
-from recommender.model import features, train
-from recommender.model.warmstart import prepare, split_new_pairs
+from recommender.model import features, saving, train
+from recommender.model.warmstart import Saved, prepare, split_new_pairs
 from recommender.offline import demo
 from recommender.publish import modelfile
-from recommender.publish.release import saved_arrays
 from runtime import config
 from tests.factories import make_export, reindex
 
@@ -34,13 +33,19 @@ def _save_fitted(models_dir: Path, data, algorithm: str = "hybrid",
                  incremental_runs: int = 0) -> dict[str, np.ndarray]:
     fs = features.build(data, algorithm)
     fitted = train.fit_fixed(fs, PARAMS, epochs=2, num_threads=1)
-    arrays = saved_arrays(data, fitted.model, fs)
+    model = saving.saved_model(data, fitted.model, fs)
     meta = {"algorithm": algorithm, "params": dict(PARAMS.__dict__),
             "identity_weight": fs.identity_weight, "precision_at_10": 0.2,
             "incremental_runs": incremental_runs}
-    modelfile.save(models_dir, data.tenant, "v1", arrays, meta)
+    modelfile.save(models_dir, data.tenant, "v1", model, meta)
     modelfile.mark_current(models_dir, data.tenant, "v1")
-    return arrays
+    return model.to_arrays()
+
+
+def _current(models_dir: Path, tenant: str) -> Saved:
+    """The saved model as the pipeline hands it to ``prepare``."""
+    version = modelfile.current_version(models_dir, tenant)
+    return Saved(version, *modelfile.load(models_dir, tenant, version))
 
 
 @pytest.fixture
@@ -61,7 +66,8 @@ def test_warm_model_carries_each_feature_by_name_when_users_and_items_change(tmp
     arrays = _save_fitted(tmp_path, old)
     fs = features.build(new, "hybrid")
     # When the warm start is prepared for the new export
-    warm, why = prepare(tmp_path, new, fs, "hybrid", dict(PARAMS.__dict__), max_runs=3)
+    warm, why = prepare(_current(tmp_path, new.tenant), new, fs, "hybrid",
+                        dict(PARAMS.__dict__), max_runs=3)
     assert warm is not None, why
     model = train.warm_model(PARAMS, fs, warm)
     # Then every feature both exports share has its saved embedding, bias and optimiser state
@@ -98,7 +104,8 @@ def test_new_pair_split_holds_out_only_unseen_pairs_and_keeps_every_user_trainab
     old, new = exports
     _save_fitted(tmp_path, old)
     fs = features.build(new, "hybrid")
-    warm, _ = prepare(tmp_path, new, fs, "hybrid", dict(PARAMS.__dict__), max_runs=3)
+    warm, _ = prepare(_current(tmp_path, new.tenant), new, fs, "hybrid",
+                      dict(PARAMS.__dict__), max_runs=3)
     full = fs.interactions.tocsr()
     train_part, held_out = split_new_pairs(full, warm.old_pairs, 0.2, seed=0)
     # Held-out pairs are new, and together with the training part they are the whole export
@@ -115,7 +122,8 @@ def test_mf_models_carry_their_identity_rows_too(tmp_path, exports):
     old, new = exports
     arrays = _save_fitted(tmp_path, old, "mf")
     fs = features.build(new, "mf")
-    warm, why = prepare(tmp_path, new, fs, "mf", dict(PARAMS.__dict__), max_runs=3)
+    warm, why = prepare(_current(tmp_path, new.tenant), new, fs, "mf", dict(PARAMS.__dict__),
+                        max_runs=3)
     assert warm is not None, why
     model = train.warm_model(PARAMS, fs, warm)
     user_id = int(new.users.ids[0])
@@ -131,7 +139,7 @@ def test_an_incremental_fit_trains_on_the_saved_share_and_leaves_the_callers_fea
     _save_fitted(tmp_path, old)  # saved with the default identity share
     fs = features.build(new, "hybrid", identity_weight=0.8)
     before = fs.user_features.copy()
-    warm, why = prepare(tmp_path, new, fs, "hybrid", dict(PARAMS.__dict__), max_runs=3)
+    warm, why = prepare(_current(tmp_path, new.tenant), new, fs, "hybrid", dict(PARAMS.__dict__), max_runs=3)
     assert warm is not None, why
     fitted = train.fit_incremental(fs, PARAMS, warm, 1, min_held_out=1)
     assert not isinstance(fitted, str), fitted
@@ -155,8 +163,8 @@ def test_a_warm_start_is_refused_when_it_would_not_be_sound(tmp_path, exports, c
     _save_fitted(tmp_path, old, incremental_runs=change.get("incremental_runs", 0))
     algorithm = change.get("algorithm", "hybrid")
     params = dict(PARAMS.__dict__, components=change.get("components", PARAMS.components))
-    warm, why = prepare(tmp_path, new, features.build(new, algorithm), algorithm, params,
-                        max_runs=change.get("max_runs", 3))
+    warm, why = prepare(_current(tmp_path, new.tenant), new, features.build(new, algorithm),
+                        algorithm, params, max_runs=change.get("max_runs", 3))
     assert warm is None and reason in why
 
 
@@ -165,9 +173,43 @@ def test_a_mostly_new_export_is_fit_from_scratch(tmp_path, exports):
     _save_fitted(tmp_path, old)
     # Given an export of the same tenant where almost every pair is new
     other = make_export(n_users=200, n_items=60, per_user=10, seed=99)
-    warm, why = prepare(tmp_path, other, features.build(other, "hybrid"), "hybrid",
+    saved = _current(tmp_path, other.tenant)
+    warm, why = prepare(saved, other, features.build(other, "hybrid"), "hybrid",
                         dict(PARAMS.__dict__), max_runs=3)
     assert warm is None and "were known to the saved model" in why
+
+
+def _why_not(settings: config.Settings, data) -> str:
+    """The pipeline's reason for a full fit: the saved model as it loads it, then prepare."""
+    fs = features.build(data, "hybrid")
+    warm, why = prepare(pipeline._saved(settings, data.tenant), data, fs, "hybrid",
+                        dict(PARAMS.__dict__), settings.incremental_runs)
+    assert warm is None
+    return why
+
+
+def test_a_missing_unreadable_or_stateless_saved_model_means_a_full_fit_and_says_why(
+        base_env, exports):
+    old, new = exports
+    settings = _settings(base_env)
+    assert _why_not(settings, new) == "no saved model"
+    _save_fitted(settings.models_dir, old)
+    # A saved model that cannot be read: its arrays are not a zip
+    npz = modelfile.tenant_dir(settings.models_dir, old.tenant) / "v1.npz"
+    good = npz.read_bytes()
+    npz.write_bytes(b"not a zip")
+    assert _why_not(settings, new).startswith("the saved model v1 cannot be read (")
+    # With incremental training off the files are not even read
+    assert "ML_INCREMENTAL_RUNS=0" in _why_not(_settings(base_env, ML_INCREMENTAL_RUNS="0"), new)
+    # A model saved before incremental training kept the optimiser state
+    npz.write_bytes(good)
+    model, meta = modelfile.load(settings.models_dir, old.tenant, "v1")
+    for side in ("user", "item"):
+        for name in ("embedding_gradients", "bias_gradients", "embedding_momentum",
+                     "bias_momentum"):
+            setattr(model.features(side), name, None)
+    modelfile.save(settings.models_dir, old.tenant, "v1", model, meta)
+    assert "no optimiser state" in _why_not(settings, new)
 
 
 # The pipeline end to end, from CSV exports
@@ -218,7 +260,8 @@ def test_retraining_on_a_grown_export_continues_the_saved_model(base_env, fake_r
         blob = fake_redis.hget(keys.user_bucket("0", version, user_id), str(user_id))
         assert blob is not None and packing.unpack_all(blob), user_id
     # And the model saved for the next run holds the optimiser state
-    arrays, _ = modelfile.load(settings.models_dir, "0", version)
+    model, _ = modelfile.load(settings.models_dir, "0", version)
+    arrays = model.to_arrays()
     assert "user_embedding_gradients" in arrays and "item_bias_momentum" in arrays
 
 
@@ -237,15 +280,15 @@ def test_the_gate_compares_an_incremental_run_with_the_saved_model_on_the_same_p
     result = pipeline.TenantResult("0", "published", "")
     result.metrics = {"precision_at_10": 0.30, "warm_baseline_precision_at_10": 0.40}
     # The published figure (measured on other pairs) is not what the run is held to
-    assert pipeline._gate({"precision_at_10": "0.10"}, result) is not None
+    assert promotion.gate({"precision_at_10": "0.10"}, result) is not None
     result.metrics["warm_baseline_precision_at_10"] = 0.32
-    assert pipeline._gate({"precision_at_10": "0.90"}, result) is None
+    assert promotion.gate({"precision_at_10": "0.90"}, result) is None
 
 
 def test_a_full_fit_after_incremental_runs_is_held_to_the_last_full_fit():
     result = pipeline.TenantResult("0", "published", "")
     result.metrics = {"precision_at_10": 0.25}
     published = {"precision_at_10": "0.50", "full_fit_precision_at_10": "0.26"}
-    assert pipeline._gate(published, result) is None
+    assert promotion.gate(published, result) is None
     published["full_fit_precision_at_10"] = "0.30"
-    assert "below 90%" in pipeline._gate(published, result)
+    assert "below 90%" in promotion.gate(published, result)

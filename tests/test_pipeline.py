@@ -12,7 +12,7 @@ from recommender import pipeline
 from recommender.ingest import export
 from recommender.model.train import TrainParams
 from recommender.offline import demo
-from recommender.publish import modelfile
+from recommender.publish import modelfile, restore
 from runtime import config
 
 FAST = TrainParams(components=16, max_epochs=8, patience=2)
@@ -124,7 +124,7 @@ def test_restore_republishes_the_saved_models_into_an_empty_redis(settings, fake
     user_id = _user_ids(export_dir, "1")[7]
     before = fake_redis.hget(keys.user_bucket("1", trained.version, user_id), str(user_id))
     fake_redis.flushall()
-    results = pipeline.restore(settings, fake_redis)
+    results = restore.restore(settings, fake_redis)
     assert [(r.tenant, r.status) for r in results] == [("1", "published")]
     version = versions.current_version(fake_redis, "1")
     after = fake_redis.hget(keys.user_bucket("1", version, user_id), str(user_id))
@@ -159,16 +159,16 @@ def test_a_blended_model_is_saved_with_its_item_item_part_and_restored_identical
     trained = pipeline.train_tenant(settings, fake_redis, "1", params=weak, force=True)
     meta = versions.current_meta(fake_redis, "1")
     assert float(meta["blend_weight"]) > 0 and meta["item_item_lambda"] == "10.0"
-    arrays, saved_meta = modelfile.load(settings.models_dir, "1", trained.version)
-    n_items = len(arrays["item_numbers"])
-    assert arrays["item_item"].shape == (n_items, n_items)
-    assert float(arrays["blend_weight"]) == saved_meta["blend_weight"]
+    model, saved_meta = modelfile.load(settings.models_dir, "1", trained.version)
+    n_items = len(model.item_numbers)
+    assert model.blend.item_item.shape == (n_items, n_items)
+    assert model.blend.weight == saved_meta["blend_weight"]
     user_ids = _user_ids(export_dir, "1")
     before = [fake_redis.hget(keys.user_bucket("1", trained.version, u), str(u))
               for u in user_ids[:20]]
     # When Redis is emptied and the saved model restored
     fake_redis.flushall()
-    pipeline.restore(settings, fake_redis)
+    restore.restore(settings, fake_redis)
     version = versions.current_version(fake_redis, "1")
     after = [fake_redis.hget(keys.user_bucket("1", version, u), str(u)) for u in user_ids[:20]]
     # Then the lists are the blended ones, byte for byte

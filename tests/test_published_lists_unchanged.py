@@ -15,6 +15,7 @@ import redis
 from recommender import pipeline
 from recommender.model.train import TrainParams
 from recommender.offline import demo
+from recommender.publish import restore
 from runtime import config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "published_lists_seed5.json"
@@ -76,6 +77,6 @@ def test_restoring_the_saved_models_republishes_the_same_lists(trained):
 
     settings, published = trained
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    results = pipeline.restore(settings, client)
+    results = restore.restore(settings, client)
     assert [r.status for r in results] == ["published", "published"]
     assert _differences(published_digest(client), published) == []

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from published.savedmodel import Blend, FeatureParameters, Rerank, SavedModel
 from recommender.model import ensemble, itemitem, rerank
 from recommender.model.ranking import ranking_metrics, split_per_user
-from recommender.publish import release, topk
+from recommender.publish import precompute, topk
 from tests.test_topk import _random_embeddings, assert_lists_rank_by
 
 
@@ -223,17 +224,19 @@ def test_user_lists_rank_by_the_re_ranked_score_per_type_without_seen_items():
 
 def test_the_re_ranker_survives_the_saved_arrays_and_publishes_the_same_lists():
     emb, ranker = _reranked_embeddings()
-    arrays = {"user_ids": emb.user_ids, "user_emb": emb.user_emb,
-              "item_keys": np.asarray(emb.item_keys), "item_numbers": emb.item_numbers,
-              "item_types": emb.item_types, "item_emb": emb.item_emb,
-              "item_bias": emb.item_bias, "positives_indptr": emb.positives.indptr,
-              "positives_indices": emb.positives.indices, "popularity": emb.popularity,
-              "item_item": emb.item_item, "blend_weight": np.float32(1.0),
-              "ranker": ranker.as_array(),
-              "positives_repeats": np.asarray(
-                  emb.repeats[np.repeat(np.arange(40), np.diff(emb.positives.indptr)),
-                              emb.positives.indices]).ravel().astype(np.uint8)}
-    restored = release.embeddings(arrays)
+    no_features = FeatureParameters(np.asarray(["none"]), np.zeros((1, 1), np.float32),
+                                    np.zeros(1, np.float32))
+    model = SavedModel(
+        user_ids=emb.user_ids, user_emb=emb.user_emb, item_keys=np.asarray(emb.item_keys),
+        item_numbers=emb.item_numbers, item_types=emb.item_types, item_emb=emb.item_emb,
+        item_bias=emb.item_bias, positives_indptr=emb.positives.indptr,
+        positives_indices=emb.positives.indices, popularity=emb.popularity,
+        user_features=no_features, item_features=no_features,
+        blend=Blend(emb.item_item, 1.0),
+        rerank=Rerank(ranker.as_array(), np.asarray(
+            emb.repeats[np.repeat(np.arange(40), np.diff(emb.positives.indptr)),
+                        emb.positives.indices]).ravel().astype(np.uint8)))
+    restored = precompute.embeddings(SavedModel.from_arrays(model.to_arrays()))
     assert restored.ranker is not None and restored.repeats is not None
     assert (restored.repeats != emb.repeats).nnz == 0
     # the positives share their index arrays with the repeats' source: both must be intact

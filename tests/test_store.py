@@ -82,13 +82,21 @@ def test_a_run_holding_the_tenant_lock_collects_a_partial_version_at_once(fake_r
 
 
 def test_an_error_while_writing_leaves_the_published_version_untouched(fake_redis):
-    from recommender.publish.release import publish_arrays
+    from recommender.publish.listsfile import Lists
+    from recommender.publish.release import publish
+    from tests.factories import saved_model
 
     good = _write_version(fake_redis, "0", 1.0)
     good.commit({"status": "trained"})
-    broken = {"user_ids": np.arange(3)}  # missing arrays: fails half-way
+
+    def users():
+        yield [(1, b"\x01\x00")]
+        raise KeyError("user_ids")  # a list that cannot be made: fails half-way
+
+    broken = Lists(5, b"\x01\x00", users(), [])
     with pytest.raises(KeyError):
-        publish_arrays(fake_redis, "0", versions.new_version(), broken, {"status": "trained"}, 5)
+        publish(fake_redis, "0", versions.new_version(), saved_model(), broken,
+                {"status": "trained"})
     assert versions.current_version(fake_redis, "0") == good.version
     assert fake_redis.zcard(keys.versions("0")) == 1
 

@@ -1,10 +1,10 @@
 """train_summary.log keeps the original's format; saved models load without pickle."""
 
-import numpy as np
 import pytest
 
 from published import summary
 from recommender.publish import modelfile
+from tests.factories import saved_model
 
 
 def test_summary_log_has_the_original_header_and_keeps_the_newest_100_rows(tmp_path):
@@ -24,20 +24,20 @@ def test_a_message_with_commas_and_quotes_stays_one_field(tmp_path):
 
 
 def test_saved_model_loads_back_without_pickle_and_current_marks_the_published_one(tmp_path):
-    arrays = {"item_keys": np.array(["engage_article1", "totara_playlist2"]),
-              "item_emb": np.ones((2, 3), np.float32)}
-    modelfile.save(tmp_path, "4", "v1", arrays, {"status": "trained"})
+    model = saved_model(n_items=5)
+    model.item_keys[:2] = ["engage_article1", "totara_playlist2"]
+    modelfile.save(tmp_path, "4", "v1", model, {"status": "trained"})
     assert modelfile.current_version(tmp_path, "4") is None  # saved, not yet published
     modelfile.mark_current(tmp_path, "4", "v1")
     loaded, meta = modelfile.load(tmp_path, "4", "v1")
-    assert loaded["item_keys"].tolist() == ["engage_article1", "totara_playlist2"]
+    assert loaded.item_keys.tolist()[:2] == ["engage_article1", "totara_playlist2"]
     assert meta == {"status": "trained"}
     assert modelfile.saved_tenants(tmp_path) == ["4"]
 
 
 def test_only_the_newest_versions_are_kept(tmp_path):
     for v in ["v1", "v2", "v3", "v4", "v5"]:
-        modelfile.save(tmp_path, "0", v, {"a": np.zeros(1)}, {})
+        modelfile.save(tmp_path, "0", v, None, {})
         modelfile.mark_current(tmp_path, "0", v)
     kept = sorted(p.stem for p in modelfile.tenant_dir(tmp_path, "0").glob("*.npz"))
     assert kept == ["v3", "v4", "v5"]
@@ -49,7 +49,7 @@ def test_an_unwritable_models_dir_raises_oserror_and_leaves_no_partial_file(tmp_
     models.mkdir()
     (models / "tenant_0").write_text("not a folder")
     with pytest.raises(OSError):
-        modelfile.save(models, "0", "v1", {"a": np.zeros(1)}, {})
+        modelfile.save(models, "0", "v1", None, {})
     assert sorted(p.name for p in models.iterdir()) == ["tenant_0"]
 
 
@@ -61,6 +61,6 @@ def test_a_disk_that_fills_between_the_arrays_and_their_json_leaves_neither(tmp_
 
     monkeypatch.setattr(modelfile.json, "dumps", full)
     with pytest.raises(OSError, match="No space left"):
-        modelfile.save(tmp_path, "0", "v1", {"a": np.zeros(1)}, {})
+        modelfile.save(tmp_path, "0", "v1", saved_model(), {})
     # Then no orphaned .npz (never loaded nor pruned without its JSON) stays behind
     assert list((tmp_path / "tenant_0").iterdir()) == []

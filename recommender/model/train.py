@@ -12,27 +12,20 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
+from published.savedmodel import PARAMETERS, SIDES
 from recommender.model import ensemble, itemitem, rerank
 from recommender.model.features import FeatureSet
 from recommender.model.ranking import ScoreFn, split_per_user
 from recommender.model.validation import Validation
-from recommender.model.warmstart import (
-    MIN_HELD_OUT,
-    PARAMETERS,
-    SIDES,
-    WarmStart,
-    saved_name,
-    split_new_pairs,
-)
+from recommender.model.warmstart import MIN_HELD_OUT, WarmStart, split_new_pairs
+from runtime.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +117,6 @@ def representations(model: LightFM, fs: FeatureSet) -> tuple[np.ndarray, ...]:
             ie.astype(np.float32))
 
 
-def parameter_arrays(model: LightFM) -> dict[str, np.ndarray]:
-    """Every per-feature parameter and its optimiser state, by its saved name."""
-    return {saved_name(side, p): getattr(model, f"{side}_{p}").astype(np.float32)
-            for side in SIDES for p in PARAMETERS}
-
-
 def warm_model(params: TrainParams, fs: FeatureSet, warm: WarmStart) -> LightFM:
     """A model on ``fs``'s feature rows: carried features keep the saved parameters and
     optimiser state, new ones start as LightFM starts them."""
@@ -187,39 +174,29 @@ def _early_stopped(fs: FeatureSet, params: TrainParams, split: Validation, num_t
     return run
 
 
-@contextmanager
-def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
-    """Time the block into ``seconds[name]``."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[name] = time.perf_counter() - started
-
-
 def _finish(split: Validation, runs: list[_Run], best: _Run, num_threads: int,
             seconds: dict[str, float], warm: WarmStart | None = None) -> FitResult:
     """The ending both fits share once validation has chosen ``best`` among ``runs``: choose
     the layers, measure, then refit on every interaction from a new model, or from the saved
     one when ``warm`` is given."""
     params, fs = split.params, best.fs
-    with _stage(seconds, "layers_choice"):
+    with timed(seconds, "layers_choice"):
         layers = split.choose_layers(_scorer(best.model, fs), fs, num_threads)
     # The reported quality is that of what would be published from the model stopped at the
     # best epoch: LightFM with the chosen layers on top.
-    with _stage(seconds, "validation_score"):
+    with timed(seconds, "validation_score"):
         metrics = split.quality(layers.validation_scorer(_scorer(best.model, fs)))
         # The saved model as it starts, with the same layers: the gate compares like with like.
         baseline = None if warm is None else split.precision(
             layers.validation_scorer(_scorer(warm_model(params, fs, warm), fs)))
     # Zero epochs from the saved model is the saved model; from a new one it is noise.
     epochs = best.epoch if warm else max(best.epoch, 1)
-    with _stage(seconds, "refit"):
+    with timed(seconds, "refit"):
         final = warm_model(params, fs, warm) if warm else _new_model(params, fs)
         final.fit_partial(fs.interactions, user_features=fs.user_features,
                           item_features=fs.item_features, sample_weight=fs.weights,
                           epochs=epochs, num_threads=num_threads)
-    with _stage(seconds, "item_item"):
+    with timed(seconds, "item_item"):
         item_item = layers.final_item_item(fs.interactions)
     layers.release_validation()
     log.debug("%s: identity share %s, best epoch %d, curve %s, blend %s, saved model %s",
@@ -242,7 +219,7 @@ def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
                                               params.validation_fraction, params.seed), params)
     shares = sorted(params.identity_weights) if fs.reweightable() else []
     candidates = [fs.with_identity_weight(w) for w in shares] or [fs]
-    with _stage(seconds, "validation_fit"):
+    with timed(seconds, "validation_fit"):
         runs = [_early_stopped(c, params, split, num_threads, on_epoch) for c in candidates]
         top = max(run.score for run in runs)
         best = next(run for run in runs if run.score >= (1.0 - params.identity_tolerance) * top)
@@ -268,7 +245,7 @@ def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_th
         return (f"only {held_out.nnz} new interactions to validate on (at least "
                 f"{min_held_out} needed)")
     split = Validation.of(fs, train_part, held_out, params)
-    with _stage(seconds, "validation_fit"):
+    with timed(seconds, "validation_fit"):
         run = _early_stopped(fs, params, split, num_threads, on_epoch,
                              model=warm_model(params, fs, warm))
     return _finish(split, [run], run, num_threads, seconds, warm)
@@ -279,7 +256,7 @@ def fit_fixed(fs: FeatureSet, params: TrainParams, epochs: int, num_threads: int
               weights: sp.coo_matrix | None = None) -> FitResult:
     """A plain fit for a given number of epochs (the original's way), no validation."""
     seconds: dict[str, float] = {}
-    with _stage(seconds, "fit"):
+    with timed(seconds, "fit"):
         model = _new_model(params, fs)
         model.fit_partial(fs.interactions if interactions is None else interactions,
                           user_features=fs.user_features, item_features=fs.item_features,

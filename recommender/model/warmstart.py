@@ -15,26 +15,30 @@ exactly as the published model would, which gives early stopping an honest start
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from published.savedmodel import SIDES, SavedModel
 from recommender.ingest.export import TenantExport
 from recommender.model.features import FeatureSet
-from recommender.publish import modelfile
 
-# LightFM's parameters per feature (``<side>_<parameter>`` on the model) and the optimiser state
-# next to them; the saved momentum is only used by adadelta.
-SIDES = ("user", "item")
-PARAMETERS = ("embeddings", "biases", "embedding_gradients", "bias_gradients",
-              "embedding_momentum", "bias_momentum")
 MAX_NEW_SHARE = 0.5  # more new pairs than this: the old model is no head start, fit afresh
 MIN_HELD_OUT = 100  # fewer held-out new pairs than this cannot tell epochs apart
 # Settings a warm start must share with the saved model: a different shape or optimiser
 # would make the carried parameters meaningless.
 SAME_PARAMS = ("components", "loss", "learning_schedule", "learning_rate")
+
+
+@dataclass
+class Saved:
+    """The tenant's current saved model as the caller found it in ML_MODELS_DIR."""
+
+    version: str
+    model: SavedModel | None  # None: saved as not trained
+    meta: dict[str, Any]
+    error: str = ""  # why its files could not be read; then model and meta are empty
 
 
 @dataclass
@@ -50,45 +54,37 @@ class WarmStart:
     full_fit_precision: float | None  # validation P@10 of the last full fit, for the gate
 
 
-def saved_name(side: str, parameter: str) -> str:
-    """The parameter's name in the saved .npz (the embeddings predate incremental training)."""
-    if parameter in ("embeddings", "biases"):
-        return f"{side}_feature_{parameter}"
-    return f"{side}_{parameter}"
-
-
 def _name_rows(old_names: np.ndarray, new_names: list[str]) -> np.ndarray:
     index = {name: row for row, name in enumerate(old_names.tolist())}
     return np.fromiter((index.get(name, -1) for name in new_names), np.int64, len(new_names))
 
 
-def _old_pairs(arrays: dict[str, np.ndarray], data: TenantExport) -> sp.csr_matrix:
+def _old_pairs(saved: SavedModel, data: TenantExport) -> sp.csr_matrix:
     """The saved model's positives, re-indexed by user id and item key into the new export."""
     n_users, n_items = len(data.users), len(data.items)
     user_row = {uid: row for row, uid in enumerate(data.users.ids.tolist())}
     item_row = {key: row for row, key in enumerate(data.items.keys)}
-    users = np.fromiter((user_row.get(u, -1) for u in arrays["user_ids"].tolist()), np.int64)
-    items = np.fromiter((item_row.get(k, -1) for k in arrays["item_keys"].tolist()), np.int64)
-    indptr = arrays["positives_indptr"]
+    users = np.fromiter((user_row.get(u, -1) for u in saved.user_ids.tolist()), np.int64)
+    items = np.fromiter((item_row.get(k, -1) for k in saved.item_keys.tolist()), np.int64)
+    indptr = saved.positives_indptr
     rows = users[np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))]
-    cols = items[arrays["positives_indices"]]
+    cols = items[saved.positives_indices]
     kept = (rows >= 0) & (cols >= 0)
     return sp.csr_matrix((np.ones(int(kept.sum()), np.float32), (rows[kept], cols[kept])),
                          shape=(n_users, n_items))
 
 
-def prepare(models_dir: Path, data: TenantExport, fs: FeatureSet, algorithm: str,
+def prepare(saved: Saved | None, data: TenantExport, fs: FeatureSet, algorithm: str,
             params: dict[str, Any], max_runs: int) -> tuple[WarmStart | None, str]:
-    """The warm start for this export, or None and why the fit must start from scratch."""
+    """The warm start for this export from the tenant's current ``saved`` model (None when it
+    has none), or None and why the fit must start from scratch."""
     if max_runs <= 0:
         return None, "incremental training is off (ML_INCREMENTAL_RUNS=0)"
-    version = modelfile.current_version(models_dir, data.tenant)
-    if version is None:
+    if saved is None:
         return None, "no saved model"
-    try:
-        arrays, meta = modelfile.load(models_dir, data.tenant, version)
-    except (OSError, ValueError) as exc:
-        return None, f"the saved model {version} cannot be read ({exc})"
+    version, meta = saved.version, saved.meta
+    if saved.error:
+        return None, f"the saved model {version} cannot be read ({saved.error})"
     if meta.get("algorithm") != algorithm:
         return None, f"the saved model was trained as {meta.get('algorithm')!r}"
     saved_params = meta.get("params") or {}
@@ -98,9 +94,10 @@ def prepare(models_dir: Path, data: TenantExport, fs: FeatureSet, algorithm: str
     runs = int(meta.get("incremental_runs", 0))
     if runs >= max_runs:
         return None, f"{runs} incremental runs since the last full fit (ML_INCREMENTAL_RUNS)"
-    if any(saved_name(side, p) not in arrays for side in SIDES for p in PARAMETERS):
+    model = saved.model
+    if model is None or not all(model.features(side).has_optimiser_state for side in SIDES):
         return None, "the saved model has no optimiser state (saved before incremental training)"
-    old_pairs = _old_pairs(arrays, data)
+    old_pairs = _old_pairs(model, data)
     full = fs.interactions.tocsr()
     kept = full.multiply(old_pairs).nnz
     if full.nnz == 0 or kept < (1.0 - MAX_NEW_SHARE) * full.nnz:
@@ -112,9 +109,9 @@ def prepare(models_dir: Path, data: TenantExport, fs: FeatureSet, algorithm: str
     return WarmStart(
         source_version=version, runs=runs,
         identity_weight=None if weight is None else float(weight),
-        params={side: {p: arrays[saved_name(side, p)] for p in PARAMETERS} for side in SIDES},
-        rows={"user": _name_rows(arrays["user_feature_names"], user_names),
-              "item": _name_rows(arrays["item_feature_names"], item_names)},
+        params={side: model.features(side).by_parameter() for side in SIDES},
+        rows={"user": _name_rows(model.user_features.names, user_names),
+              "item": _name_rows(model.item_features.names, item_names)},
         old_pairs=old_pairs,
         full_fit_precision=None if full_fit is None else float(full_fit),
     ), f"warm start from {version}"

@@ -1,8 +1,10 @@
 """Saved models under ``ML_MODELS_DIR``: ``.npz`` arrays plus a JSON sidecar, never pickle.
 
-Layout: ``<models dir>/tenant_<t>/<version>.npz`` and ``<version>.json``, and ``current``, a
-one-line file naming the version that was last published. ``current`` is only written after the
-version is live in Redis, so ``restore`` republishes exactly what was being served.
+Layout: ``<models dir>/tenant_<t>/<version>.npz`` (published.savedmodel), ``<version>.lists.npz``
+(the lists published from it, recommender.publish.listsfile; absent in versions saved before
+they were kept) and ``<version>.json``, and ``current``, a one-line file naming the version that
+was last published. ``current`` is only written after the version is live in Redis, so
+``restore`` republishes exactly what was being served.
 """
 
 from __future__ import annotations
@@ -15,11 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from published.savedmodel import SavedModel
+from recommender.publish import listsfile
+
 KEEP_VERSIONS = 3
 
 
 def tenant_dir(models_dir: Path, tenant: str) -> Path:
     return models_dir / f"tenant_{tenant}"
+
+
+def lists_path(models_dir: Path, tenant: str, version: str) -> Path:
+    return tenant_dir(models_dir, tenant) / f"{version}.lists.npz"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -36,18 +45,28 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def save(models_dir: Path, tenant: str, version: str, arrays: dict[str, np.ndarray],
-         meta: dict[str, Any]) -> Path:
-    """Write the version's files (not yet ``current``); raises OSError on a full/read-only disk."""
+def save(models_dir: Path, tenant: str, version: str, model: SavedModel | None,
+         meta: dict[str, Any], lists: listsfile.Lists | None = None) -> Path:
+    """Write the version's files (not yet ``current``): the model (None: not trained), its
+    ``lists`` as they are computed, the JSON last; raises OSError on a full/read-only disk."""
     folder = tenant_dir(models_dir, tenant)
     npz = folder / f"{version}.npz"
-    _atomic_write(npz, lambda h: np.savez(h, **arrays))
+    written: list[Path] = []
+
+    def put(path: Path, write: Any) -> None:
+        _atomic_write(path, write)
+        written.append(path)
+
     try:
-        _atomic_write(folder / f"{version}.json",
-                      lambda h: h.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
+        put(npz, lambda h: np.savez(h, **({} if model is None else model.to_arrays())))
+        if lists is not None:
+            put(lists_path(models_dir, tenant, version), lambda h: listsfile.write(h, lists))
+        put(folder / f"{version}.json",
+            lambda h: h.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
     except BaseException:
         # Without its JSON the arrays are never loaded nor pruned: they would only fill the disk.
-        npz.unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
         raise
     return npz
 
@@ -59,6 +78,7 @@ def mark_current(models_dir: Path, tenant: str, version: str) -> None:
     for old in versions[:-KEEP_VERSIONS]:
         if old != version:
             (folder / f"{old}.npz").unlink(missing_ok=True)
+            lists_path(models_dir, tenant, old).unlink(missing_ok=True)
             (folder / f"{old}.json").unlink(missing_ok=True)
 
 
@@ -70,15 +90,22 @@ def current_version(models_dir: Path, tenant: str) -> str | None:
 
 
 def load(models_dir: Path, tenant: str,
-         version: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+         version: str) -> tuple[SavedModel | None, dict[str, Any]]:
+    """The saved model (None: saved as not trained) and its meta; raises OSError, or ValueError
+    for a file that is not a whole saved model."""
     folder = tenant_dir(models_dir, tenant)
     meta = json.loads((folder / f"{version}.json").read_text())
-    arrays: dict[str, np.ndarray] = {}
     npz = folder / f"{version}.npz"
-    if npz.exists():
-        with np.load(npz, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    return arrays, meta
+    if not npz.exists():
+        return None, meta
+    with np.load(npz, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    if not arrays:
+        return None, meta
+    try:
+        return SavedModel.from_arrays(arrays), meta
+    except KeyError as exc:
+        raise ValueError(f"{npz} has no array {exc}") from None
 
 
 def saved_tenants(models_dir: Path) -> list[str]:

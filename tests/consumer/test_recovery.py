@@ -17,7 +17,7 @@ def _save(settings, tenant: str, version: str) -> None:
     # A "not trained" model: no arrays, so the real restore publishes it in microseconds.
     meta = {"status": "not_trained", "algorithm": "mf", "message": "too small",
             "trained_at": 1700000000.0}
-    modelfile.save(settings.models_dir, tenant, version, {}, meta)
+    modelfile.save(settings.models_dir, tenant, version, None, meta)
     modelfile.mark_current(settings.models_dir, tenant, version)
 
 

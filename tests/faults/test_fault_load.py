@@ -17,6 +17,7 @@ from published import versions
 from recommender import pipeline
 from recommender.ingest import export
 from recommender.model.train import TrainParams
+from recommender.publish import restore
 from runtime import config
 from runtime.signing import signed_headers
 
@@ -75,7 +76,7 @@ def test_publishing_under_steady_load_gives_no_error_and_no_failure_envelope(
     published, deleted = [], []
     for _ in range(PUBLISHES):
         time.sleep(SECONDS / (PUBLISHES + 1))
-        results = pipeline.restore(settings, client, ["0"])
+        results = restore.restore(settings, client, ["0"])
         assert results[0].status == "published", results[0].message
         published.append(results[0].version)
         deleted += versions.collect_garbage(client, "0", settings.publish_grace_seconds)
