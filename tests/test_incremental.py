@@ -139,7 +139,8 @@ def test_an_incremental_fit_trains_on_the_saved_share_and_leaves_the_callers_fea
     _save_fitted(tmp_path, old)  # saved with the default identity share
     fs = features.build(new, "hybrid", identity_weight=0.8)
     before = fs.user_features.copy()
-    warm, why = prepare(_current(tmp_path, new.tenant), new, fs, "hybrid", dict(PARAMS.__dict__), max_runs=3)
+    warm, why = prepare(_current(tmp_path, new.tenant), new, fs, "hybrid", dict(PARAMS.__dict__),
+                        max_runs=3)
     assert warm is not None, why
     fitted = train.fit_incremental(fs, PARAMS, warm, 1, min_held_out=1)
     assert not isinstance(fitted, str), fitted
