@@ -125,7 +125,7 @@ class EventHandler:
     def collect(self) -> None:
         """Settle the jobs the runner has finished."""
         for finished in self.runner.poll():
-            d: Delivery = finished.key
+            d: Delivery = finished.tag
             self.inflight = None
             worker_metrics.TRAINING.set(0)
             self._guarded(d, partial(self._settle_job, d, finished.value, finished.error,

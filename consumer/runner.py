@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Finished:
-    key: Any  # what the submitter passed, to find its message again
+    tag: Any  # what the submitter passed, to find its message again
     value: Any = None
     error: BaseException | None = None
     seconds: float = 0.0
@@ -43,12 +43,12 @@ class Runner:
     def busy(self) -> bool:
         return self._busy.is_set()
 
-    def submit(self, key: Any, job: Callable[[], Any]) -> bool:
+    def submit(self, tag: Any, job: Callable[[], Any]) -> bool:
         """Start ``job`` unless one is running already (then False: keep the message for later)."""
         if self._busy.is_set():
             return False
         self._busy.set()
-        self._jobs.put((key, job))
+        self._jobs.put((tag, job))
         return True
 
     def poll(self) -> list[Finished]:
@@ -74,12 +74,12 @@ class Runner:
             item = self._jobs.get()
             if item is None:
                 return
-            key, job = item
+            tag, job = item
             started = time.monotonic()
             try:
-                finished = Finished(key, value=job())
+                finished = Finished(tag, value=job())
             except BaseException as exc:  # noqa: BLE001 - handed to the connection thread
-                finished = Finished(key, error=exc)
+                finished = Finished(tag, error=exc)
             finished.seconds = time.monotonic() - started
             # Cleared before the result is queued, so the connection thread that reads the
             # result may submit the next job at once.
