@@ -130,7 +130,7 @@ def test_popularity_and_tuned_ease_on_clustered_data():
 
 
 def test_run_writes_markdown_json_and_png(tmp_path):
-    from recommender.model.train import TrainParams
+    from recommender.model.params import TrainParams
 
     data = make_export(n_users=150, n_items=40, seed=2)
     params = TrainParams(components=8, max_epochs=4, patience=2)

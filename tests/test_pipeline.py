@@ -10,7 +10,7 @@ import pytest
 from published import keys, packing, summary, versions
 from recommender import pipeline
 from recommender.ingest import export
-from recommender.model.train import TrainParams
+from recommender.model.params import TrainParams
 from recommender.offline import demo
 from recommender.publish import modelfile, restore
 from runtime import config

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from recommender import pipeline
-from recommender.model.train import TrainParams
+from recommender.model.params import TrainParams
 from recommender.offline import demo
 from recommender.publish import restore
 from runtime import config

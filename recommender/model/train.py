@@ -22,6 +22,7 @@ from lightfm import LightFM
 from published.savedmodel import PARAMETERS, SIDES
 from recommender.model import ensemble, itemitem, rerank
 from recommender.model.features import FeatureSet
+from recommender.model.params import TrainParams
 from recommender.model.ranking import ScoreFn, split_per_user
 from recommender.model.validation import Validation
 from recommender.model.warmstart import MIN_HELD_OUT, WarmStart, split_new_pairs
@@ -30,45 +31,6 @@ from runtime.timing import timed
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, float], None]  # (epoch, validation precision@10)
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """Defaults measured on OULAD and demo data: docs/quality.md."""
-
-    components: int = 64
-    loss: str = "warp"
-    learning_schedule: str = "adagrad"
-    learning_rate: float = 0.05
-    # L2 per feature. With metadata features 1e-3 makes WARP collapse after a few epochs, so
-    # feature models rely on early stopping; identity-only (mf) models need the stronger one.
-    item_alpha: float = 1e-4
-    user_alpha: float = 1e-4
-    mf_alpha: float = 1e-3
-    max_sampled: int = 30
-    max_epochs: int = 40
-    patience: int = 3  # epochs without improvement before stopping
-    # Identity share of a feature row, chosen on the validation split; the smallest share (most
-    # metadata, best for cold users) within ``identity_tolerance`` of the best P@10 wins.
-    identity_weights: tuple[float, ...] = (0.4, 0.9)
-    identity_tolerance: float = 0.01
-    validation_fraction: float = 0.2
-    validation_users: int = 3000  # users sampled for the per-epoch check
-    # Warm starts (recommender.model.warmstart) need few epochs; they stop sooner too.
-    incremental_max_epochs: int = 10
-    incremental_patience: int = 2
-    # The item-item part blended into warm users' lists (recommender.model.itemitem): the lambda and
-    # the weight are chosen on the validation split, weight 0 being LightFM alone; no lambdas
-    # turn it off.
-    item_item_lambdas: tuple[float, ...] = itemitem.LAMBDAS
-    blend_weights: tuple[float, ...] = itemitem.WEIGHTS
-    item_item_max_items: int = itemitem.MAX_ITEMS
-    blend_validation_users: int = 20000  # more than per epoch: the grid's steps are small
-    # The re-ranker over the blend's candidates (recommender.model.rerank), trained on at most
-    # ``rerank_users`` validation users; only tried when the blend is chosen.
-    rerank: bool = True
-    rerank_users: int = 5000
-    seed: int = 42
 
 
 @dataclass

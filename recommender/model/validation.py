@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from recommender.model import ensemble
 from recommender.model.features import FeatureSet
+from recommender.model.params import TrainParams
 from recommender.model.ranking import ScoreFn, ranking_metrics
-
-if TYPE_CHECKING:
-    from recommender.model.train import TrainParams
 
 log = logging.getLogger(__name__)
 

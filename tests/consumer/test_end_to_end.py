@@ -15,7 +15,7 @@ from consumer.topology import Topology
 from published import keys
 from recommender import pipeline
 from recommender.ingest.export import load_tenant
-from recommender.model.train import TrainParams
+from recommender.model.params import TrainParams
 from recommender.offline import demo
 from recommender.service import export_tenants
 from runtime.config import from_env

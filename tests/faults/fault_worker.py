@@ -27,7 +27,7 @@ from consumer.app import load_settings, run_worker  # noqa: E402
 from consumer.retry import RetryPolicy  # noqa: E402
 from published import versions  # noqa: E402
 from recommender import pipeline  # noqa: E402
-from recommender.model.train import TrainParams  # noqa: E402
+from recommender.model.params import TrainParams  # noqa: E402
 
 FAST = TrainParams(components=8, max_epochs=4, patience=1, validation_users=200)
 

@@ -16,7 +16,7 @@ from servers import Api
 from published import versions
 from recommender import pipeline
 from recommender.ingest import export
-from recommender.model.train import TrainParams
+from recommender.model.params import TrainParams
 from recommender.publish import restore
 from runtime import config
 from runtime.signing import signed_headers

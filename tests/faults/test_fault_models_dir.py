@@ -15,7 +15,7 @@ from servers import Tmpfs
 from api.app import create_app
 from published import keys, summary, versions
 from recommender import pipeline
-from recommender.model.train import TrainParams
+from recommender.model.params import TrainParams
 from runtime import config
 from runtime.signing import signed_headers
 

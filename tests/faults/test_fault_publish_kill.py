@@ -22,7 +22,7 @@ from consumer.topology import Topology
 from published import keys, versions
 from recommender import pipeline
 from recommender.ingest import export
-from recommender.model.train import TrainParams
+from recommender.model.params import TrainParams
 from runtime import config
 from runtime.signing import signed_headers
 

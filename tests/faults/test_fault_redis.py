@@ -20,7 +20,7 @@ from servers import ROOT, Api, start_worker, wait_for
 from published import keys
 from recommender import pipeline
 from recommender.ingest import export
-from recommender.model.train import TrainParams
+from recommender.model.params import TrainParams
 from runtime import config
 from runtime.signing import signed_headers
 

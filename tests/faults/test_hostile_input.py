@@ -18,7 +18,7 @@ from servers import Api, RedisServer
 
 from published import keys, versions
 from recommender import pipeline
-from recommender.model.train import TrainParams
+from recommender.model.params import TrainParams
 from runtime import config
 from runtime.signing import signed_headers
 
