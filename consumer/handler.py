@@ -22,6 +22,7 @@ from consumer.dedup import DoneMarkers
 from consumer.delivery import Delivery, Settler
 from consumer.runner import Runner
 from runtime import logsetup
+from runtime.errors import describe
 
 log = logging.getLogger("consumer")
 
@@ -64,10 +65,10 @@ class EventHandler:
         except self._broker_errors():
             raise
         except (redis.RedisError, OSError) as exc:
-            self.settler.retry(d, f"{type(exc).__name__}: {exc}")
+            self.settler.retry(d, describe(exc))
         except Exception as exc:
             log.exception("%s: internal error", d.describe())
-            self.settler.dead_letter(d, f"internal error: {type(exc).__name__}: {exc}")
+            self.settler.dead_letter(d, f"internal error: {describe(exc)}")
 
     def _dispatch(self, d: Delivery) -> None:
         event = d.event
@@ -134,7 +135,7 @@ class EventHandler:
     def _settle_job(self, d: Delivery, outcome: jobs.Outcome | None,
                     error: BaseException | None, seconds: float) -> None:
         if error is not None:
-            reason = f"{type(error).__name__}: {error}"
+            reason = describe(error)
             if jobs.is_retryable(error):
                 self.settler.retry(d, reason)
             else:

@@ -11,6 +11,7 @@ from published.runs import RunStatus
 from recommender.outcome import TenantResult
 from recommender.service import TrainingService
 from runtime.config import Settings, load_or_exit
+from runtime.errors import describe
 
 # Outcomes of ``train`` that make the command fail (exit status 1).
 TRAIN_TROUBLE = (RunStatus.FAILED, RunStatus.STALE, RunStatus.LOCKED)
@@ -27,8 +28,10 @@ def _settings_for(export_dir: Path | None) -> tuple[Settings, Path | None]:
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Per-stage progress is printed by the console; library INFO lines would repeat it.
-    logging.getLogger("recommender").setLevel(max(logging.WARNING, logging.root.level))
+    # Per-stage progress is printed by the console; library INFO lines would repeat it. The
+    # training side logs under its own packages and those it publishes through.
+    for package in ("recommender", "published", "runtime"):
+        logging.getLogger(package).setLevel(max(logging.WARNING, logging.root.level))
 
 
 def _tenants(service: TrainingService, settings: Settings,
@@ -65,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    export_dir=export_dir, progress=progress)
         except Exception as exc:  # one tenant's failure must not stop the others
             logging.getLogger(__name__).debug("tenant %s failed", tenant, exc_info=True)
-            result = TenantResult(tenant, RunStatus.FAILED, f"{type(exc).__name__}: {exc}",
+            result = TenantResult(tenant, RunStatus.FAILED, describe(exc),
                                   algorithm=args.algorithm or settings.algorithm)
         progress.finished(result)
         results.append(result)

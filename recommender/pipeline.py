@@ -21,8 +21,9 @@ from pathlib import Path
 import redis
 
 from published import summary, versions
-from published.runs import Fit, LastRun, RunMeta, RunStatus, VersionStatus
+from published.runs import LastRun, RunMeta, RunStatus, VersionStatus
 from published.savedmodel import SavedModel
+from recommender.fitreport import describe_fit
 from recommender.ingest import download, export
 from recommender.model import features, saving, train, warmstart
 from recommender.outcome import Progress, TenantResult
@@ -30,7 +31,7 @@ from recommender.promotion import gate
 from recommender.publish import modelfile, precompute
 from recommender.publish.restore import publish_saved
 from runtime.config import Settings
-from runtime.errors import DownloadError, ExportError, ModelStoreError, StaleVersionError
+from runtime.errors import DownloadError, ExportError, ModelStoreError, StaleVersionError, describe
 from runtime.timing import timed
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
         _run(run)
     except Exception as exc:
         run.result.status = RunStatus.FAILED
-        run.result.message = f"{type(exc).__name__}: {exc}"
+        run.result.message = describe(exc)
         if not isinstance(exc, DownloadError):  # that one is logged where it happens
             run.log_summary(run.result.message)
         _record(client, run.result)
@@ -130,8 +131,14 @@ def _run(run: Run) -> None:
         return
     meta.trained_at = round(time.time(), 3)
     with run.stage("save"):
-        _save(run.settings, run.tenant, version, model, meta)
-    if _publish(run, version, model, meta):
+        computing = _save(run.settings, run.tenant, version, model, meta)
+    published_now = _publish(run, version, model, meta)
+    # The lists are computed while their file is written; that time counts as publishing, as
+    # it did when they were computed on their way to Redis, so the stages keep their meaning.
+    seconds = run.result.stage_seconds
+    seconds["save"] = round(seconds["save"] - computing, 3)
+    seconds["publish"] = round(seconds["publish"] + computing, 3)
+    if published_now:
         _finish(run, version)
 
 
@@ -199,7 +206,7 @@ def _fit(run: Run, data: export.TenantExport, meta: RunMeta) -> SavedModel:
             log.info("tenant %s: full fit (%s)", data.tenant, fitted)
             fitted = train.fit(fs, params, settings.num_threads, on_epoch=on_epoch)
             warm = None
-    _describe(run.result, meta, fitted, warm, params)
+    describe_fit(run.result, meta, fitted, warm, params)
     return saving.saved_model(data, fitted.model, fitted.features, fitted.item_item,
                               fitted.blend.weight, fitted.ranker)
 
@@ -215,52 +222,30 @@ def _saved(settings: Settings, tenant: str) -> warmstart.Saved | None:
         return warmstart.Saved(version, None, {}, error=str(exc))
 
 
-def _describe(result: TenantResult, meta: RunMeta, fitted: train.FitResult,
-              warm: warmstart.WarmStart | None, params: train.TrainParams) -> None:
-    """What the fit gives the run's result and the version's meta."""
-    result.epochs, result.components = fitted.epochs, params.components
-    result.metrics = {"precision_at_10": fitted.validation["precision"],
-                      "recall_at_10": fitted.validation["recall"],
-                      "ndcg_at_10": fitted.validation["ndcg"],
-                      "auc": fitted.validation["auc"]}
-    meta.epochs, meta.components = fitted.epochs, params.components
-    meta.epochs_trained = fitted.epochs_trained
-    quality = {k: round(v, 6) for k, v in result.metrics.items()}
-    meta.precision_at_10, meta.recall_at_10 = quality["precision_at_10"], quality["recall_at_10"]
-    meta.ndcg_at_10, meta.auc = quality["ndcg_at_10"], quality["auc"]
-    if warm is not None:  # fit_incremental succeeded: it always measures the baseline
-        log.info("tenant %s: incremental fit from %s, validation P@10 %.4f on %d new pairs "
-                 "(saved model: %.4f)", result.tenant, warm.source_version,
-                 result.metrics["precision_at_10"], fitted.held_out_pairs, fitted.warm_baseline)
-        result.metrics["warm_baseline_precision_at_10"] = fitted.warm_baseline
-        meta.fit, meta.incremental_from = Fit.INCREMENTAL, warm.source_version
-        meta.incremental_runs, meta.validation_pairs = warm.runs + 1, "new"
-        meta.warm_baseline_precision_at_10 = round(fitted.warm_baseline, 6)
-        meta.full_fit_precision_at_10 = warm.full_fit_precision
-    else:
-        meta.fit, meta.incremental_runs, meta.validation_pairs = Fit.FULL, 0, "random"
-        meta.full_fit_precision_at_10 = meta.precision_at_10
-    # The identity feature's share chosen on validation, for diagnosis (None: no such feature).
-    meta.identity_weight = fitted.identity_weight
-    if fitted.item_item is not None:
-        meta.blend_weight, meta.item_item_lambda = fitted.blend.weight, fitted.blend.lam
-        meta.reranked = int(fitted.ranker is not None)
-        meta.rerank_validation = {k: round(v, 6)
-                                  for k, v in fitted.layers.rerank.precision.items()}
-    meta.params = dict(params.__dict__)
-
-
 def _save(settings: Settings, tenant: str, version: str, model: SavedModel | None,
-          meta: RunMeta) -> None:
+          meta: RunMeta) -> float:
     """Write the version's files; its lists are computed as their file is written, and
-    published from it (recommender.publish.restore.publish_saved)."""
-    lists = None if model is None else precompute.lists(model, settings.top_k,
-                                                        settings.num_threads)
+    published from it (recommender.publish.restore.publish_saved). Returns the seconds spent
+    computing the lists."""
+    spent: dict[str, float] = {"lists": 0.0}
+    with timed(spent, "lists"):
+        lists = None if model is None else precompute.lists(
+            model, settings.top_k, settings.num_threads, batches=lambda b: _clocked(b, spent))
     try:
         modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists)
     except OSError as exc:
         raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
                               f"{settings.models_dir}: {exc}") from exc
+    return spent["lists"]
+
+
+def _clocked(batches: Iterator[list], spent: dict[str, float]) -> Iterator[list]:
+    while True:
+        with timed(spent, "lists"):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
 
 
 def _publish(run: Run, version: str, model: SavedModel | None, meta: RunMeta) -> bool:

@@ -25,13 +25,14 @@ from runtime.config import Settings
 # The pipeline's entry points, replaceable for tests: (settings, client, tenant, *, algorithm,
 # force[, export_dir, progress]) -> TenantResult, (settings, client, tenants) -> results and
 # (settings) -> tenant ids.
-TrainFn = Callable[..., Any]
-RestoreFn = Callable[[Settings, redis.Redis, list[str] | None], list[Any]]
+TrainFn = Callable[..., TenantResult]
+RestoreFn = Callable[[Settings, redis.Redis, list[str] | None], list[TenantResult]]
 TenantsFn = Callable[[Settings], list[str]]
 
 
 def run_pipeline(settings: Settings, client: redis.Redis, tenant: str, *,
-                 algorithm: str | None = None, force: bool = False, **options: Any) -> Any:
+                 algorithm: str | None = None, force: bool = False,
+                 **options: Any) -> TenantResult:
     from recommender.pipeline import train_tenant  # imported late: heavy (LightFM, numpy)
 
     # exclusive: TrainingService.train holds the tenant's lock while this runs.
@@ -40,7 +41,7 @@ def run_pipeline(settings: Settings, client: redis.Redis, tenant: str, *,
 
 
 def restore_saved(settings: Settings, client: redis.Redis,
-                  tenants: list[str] | None = None) -> list[Any]:
+                  tenants: list[str] | None = None) -> list[TenantResult]:
     from recommender.publish.restore import restore  # imported late: numpy
 
     return restore(settings, client, tenants)
@@ -83,7 +84,7 @@ class TrainingService:
     def train(self, tenant: str, *, algorithm: str | None = None, force: bool = False,
               export_dir: Path | None = None, progress: Progress | None = None,
               still_wanted: Callable[[], bool] | None = None,
-              finished: Callable[[Any], None] | None = None) -> Any:
+              finished: Callable[[TenantResult], None] | None = None) -> TenantResult | None:
         """Train ``tenant`` under its lock, renewed while the fit runs.
 
         Returns the run's result; a ``locked`` result naming the holder when another process
@@ -93,7 +94,7 @@ class TrainingService:
         options = {k: v for k, v in (("export_dir", export_dir), ("progress", progress))
                    if v is not None}
 
-        def work() -> Any:
+        def work() -> TenantResult:
             result = self._train(self.settings, self.client, tenant, algorithm=algorithm,
                                  force=force, **options)
             if finished is not None:
@@ -103,12 +104,13 @@ class TrainingService:
         return self._under_lock(tenant, work, still_wanted,
                                 algorithm or self.settings.algorithm)
 
-    def restore(self, tenants: list[str] | None = None) -> list[Any]:
+    def restore(self, tenants: list[str] | None = None) -> list[TenantResult]:
         """Republish the saved current models of ``tenants`` (default: every saved tenant)."""
         return self._restore(self.settings, self.client, tenants)
 
     def restore_tenant(self, tenant: str,
-                       still_wanted: Callable[[], bool] | None = None) -> list[Any] | None:
+                       still_wanted: Callable[[], bool] | None = None
+                       ) -> list[TenantResult] | TenantResult | None:
         """Republish one tenant's saved model under its lock (a training is never rolled back
         by a restore running beside it); a ``locked`` result or None as ``train``."""
         return self._under_lock(tenant, lambda: self.restore([tenant]), still_wanted, "")

@@ -17,6 +17,16 @@ from __future__ import annotations
 class ServiceError(Exception):
     """A failure the service expects and reports; the message is the whole explanation."""
 
+    # How the error is named where it is reported (a run's message, a dead letter's reason):
+    # a subclass that only refines retrying keeps the name operators already know.
+    reported_as: str | None = None
+
+
+def describe(exc: BaseException) -> str:
+    """``Name: message`` for logs, run outcomes and dead-letter reasons."""
+    name = getattr(exc, "reported_as", None) or type(exc).__name__
+    return f"{name}: {exc}"
+
 
 class RetryableError(ServiceError):
     """Infrastructure trouble that may pass: trying the same work again later can succeed."""
@@ -55,6 +65,8 @@ class DownloadError(ServiceError):
 
 class TransientDownloadError(DownloadError, RetryableError):
     """The export could not be fetched now (Totara busy, slow or unreachable); later may work."""
+
+    reported_as = "DownloadError"
 
 
 class ModelStoreError(RetryableError, OSError):

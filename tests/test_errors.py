@@ -71,3 +71,12 @@ def test_the_modules_that_raise_an_error_still_offer_it_under_its_old_name():
                                    errors.ExportError, errors.DownloadError,
                                    errors.ModelStoreError, errors.InvalidEvent,
                                    errors.BadRequest)
+
+
+def test_a_retryable_download_is_reported_under_the_name_operators_know():
+    # The retryable subclass only refines retrying: run outcomes, dead-letter reasons and the
+    # health check keep saying DownloadError, as they did before the hierarchy
+    assert errors.describe(errors.TransientDownloadError("Totara answered 503")) == (
+        "DownloadError: Totara answered 503")
+    assert errors.describe(errors.DownloadError("404")) == "DownloadError: 404"
+    assert errors.describe(KeyError("x")) == "KeyError: 'x'"

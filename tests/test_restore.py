@@ -15,7 +15,7 @@ import pytest
 from published import keys, versions
 from published.savedmodel import Blend, Rerank, SavedModel
 from recommender.model import itemitem, rerank
-from recommender.publish import modelfile, precompute, restore
+from recommender.publish import listsfile, modelfile, precompute, restore
 from runtime import config
 from tests.factories import saved_model
 
@@ -171,3 +171,56 @@ def test_a_failure_while_the_lists_are_written_leaves_no_file_of_the_version(set
     with pytest.raises(OSError, match="No space left"):
         modelfile.save(settings.models_dir, "7", "v1", model, {}, lists)
     assert list(modelfile.tenant_dir(settings.models_dir, "7").iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["a flipped byte in an entry", "a batch entry missing"])
+def test_a_lists_file_damaged_inside_is_refused_before_anything_is_published(
+        settings, fake_redis, damage):
+    # Given a re-ranked model whose lists file opens but is damaged inside
+    model = _reranked_model()
+    version = _save(settings, "8", model)
+    path = modelfile.lists_path(settings.models_dir, "8", version)
+    if damage == "a flipped byte in an entry":
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF  # inside the stored entries, before the zip's index
+        path.write_bytes(bytes(raw))
+    else:
+        import zipfile
+
+        with zipfile.ZipFile(path) as old, zipfile.ZipFile(path.with_suffix(".tmp"), "w") as new:
+            for entry in old.infolist():
+                if entry.filename != "users.0.blobs.npy":
+                    new.writestr(entry, old.read(entry.filename))
+        path.with_suffix(".tmp").replace(path)
+    # When it is read, Then it is refused as a whole
+    with pytest.raises(ValueError), listsfile.read(path):
+        pass
+    # And restore computes the lists again instead of failing the tenant
+    results = restore.restore(settings, fake_redis)
+    assert [(r.tenant, r.status) for r in results] == [("8", "published")]
+    restored = _published(fake_redis, "8", model)
+    fake_redis.flushall()
+    assert restored == _computed(fake_redis, settings, "8", model)
+
+
+def test_the_lists_are_written_after_the_json_so_a_kill_while_computing_them_is_pruned(
+        settings):
+    # Given a version whose lists are being computed
+    model = saved_model(n_users=12, n_items=20)
+    lists = precompute.lists(model, TOP_K)
+    folder = modelfile.tenant_dir(settings.models_dir, "9")
+    seen_while_computing: list[str] = []
+
+    def watched(users):
+        seen_while_computing.extend(sorted(p.name for p in folder.iterdir()))
+        yield from users
+
+    lists.users = watched(lists.users)
+    modelfile.save(settings.models_dir, "9", "v1", model, {}, lists)
+    # Then the model and its JSON were already whole: a process killed now leaves a version
+    # that pruning knows, plus the lists' temporary file
+    assert "v1.npz" in seen_while_computing and "v1.json" in seen_while_computing
+    (folder / ".v2.lists.npz.killed").write_bytes(b"left by a killed writer")
+    # And marking a version current removes such leftovers
+    modelfile.mark_current(settings.models_dir, "9", "v1")
+    assert not list(folder.glob(".*"))

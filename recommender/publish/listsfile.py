@@ -89,6 +89,24 @@ def _items(data: NpzFile, names: set[str]) -> Iterator[ItemBatch]:
         n += 1
 
 
+def _check_whole(path: Path, data: NpzFile, names: set[str]) -> None:
+    """Refuse a damaged or incomplete file before any of it is published: a bad entry found
+    half-way through would fail a restore that computing the lists again can do."""
+    if not {"header", "popular"} <= names:
+        raise ValueError(f"{path} is not a lists file")
+    damaged = data.zip.testzip()
+    if damaged is not None:
+        raise ValueError(f"{path} is damaged (entry {damaged})")
+    for kind, first in (("users", "ids"), ("items", "keys")):
+        batches = [name.split(".")[1] for name in names
+                   if name.startswith(f"{kind}.") and name.endswith(f".{first}")]
+        parts = ("sizes", "blobs") if kind == "users" else ("numbers", "sizes", "blobs")
+        missing = [f"{kind}.{n}.{part}" for n in batches for part in parts
+                   if f"{kind}.{n}.{part}" not in names]
+        if missing or sorted(map(int, batches)) != list(range(len(batches))):
+            raise ValueError(f"{path} is incomplete ({kind} batches)")
+
+
 @contextmanager
 def read(path: Path) -> Iterator[Lists]:
     """The lists of the file, read batch by batch while the context is open; raises OSError,
@@ -101,8 +119,7 @@ def read(path: Path) -> Iterator[Lists]:
         raise ValueError(f"{path} is not a lists file")
     with data:
         names = set(data.files)
-        if "header" not in names:
-            raise ValueError(f"{path} is not a lists file")
+        _check_whole(path, data, names)
         version, top_k = data["header"].tolist()
         if version != FORMAT:
             raise ValueError(f"{path} has lists format {version}, not {FORMAT}")

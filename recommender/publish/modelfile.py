@@ -47,8 +47,13 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 def save(models_dir: Path, tenant: str, version: str, model: SavedModel | None,
          meta: dict[str, Any], lists: listsfile.Lists | None = None) -> Path:
-    """Write the version's files (not yet ``current``): the model (None: not trained), its
-    ``lists`` as they are computed, the JSON last; raises OSError on a full/read-only disk."""
+    """Write the version's files (not yet ``current``): the model (None: not trained), its JSON,
+    then its ``lists`` as they are computed; raises OSError on a full/read-only disk.
+
+    The lists come last because computing them is the long step: a process killed during it
+    leaves a version with its JSON, which pruning removes, and restore computes lists that are
+    missing.
+    """
     folder = tenant_dir(models_dir, tenant)
     npz = folder / f"{version}.npz"
     written: list[Path] = []
@@ -59,10 +64,10 @@ def save(models_dir: Path, tenant: str, version: str, model: SavedModel | None,
 
     try:
         put(npz, lambda h: np.savez(h, **({} if model is None else model.to_arrays())))
-        if lists is not None:
-            put(lists_path(models_dir, tenant, version), lambda h: listsfile.write(h, lists))
         put(folder / f"{version}.json",
             lambda h: h.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
+        if lists is not None:
+            put(lists_path(models_dir, tenant, version), lambda h: listsfile.write(h, lists))
     except BaseException:
         # Without its JSON the arrays are never loaded nor pruned: they would only fill the disk.
         for path in written:
@@ -80,6 +85,10 @@ def mark_current(models_dir: Path, tenant: str, version: str) -> None:
             (folder / f"{old}.npz").unlink(missing_ok=True)
             lists_path(models_dir, tenant, old).unlink(missing_ok=True)
             (folder / f"{old}.json").unlink(missing_ok=True)
+    # Temporary files of writers killed half-way: the caller holds the tenant's lock and has
+    # finished writing, so none of them is being written now.
+    for leftover in folder.glob(".*"):
+        leftover.unlink(missing_ok=True)
 
 
 def current_version(models_dir: Path, tenant: str) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from published import versions
+from published.runs import RunStatus
 from published.savedmodel import SavedModel
 from recommender.outcome import TenantResult
 from recommender.publish import listsfile, modelfile, release
@@ -33,7 +34,7 @@ def restore(settings: Settings, client: redis.Redis,
 
 def _restore(settings: Settings, client: redis.Redis, tenant: str) -> TenantResult:
     version = modelfile.current_version(settings.models_dir, tenant)
-    result = TenantResult(tenant, "failed", "", version=version)
+    result = TenantResult(tenant, RunStatus.FAILED, "", version=version)
     if version is None:
         result.message = "no saved model"
         return result
@@ -43,9 +44,9 @@ def _restore(settings: Settings, client: redis.Redis, tenant: str) -> TenantResu
     try:
         publish_saved(settings, client, tenant, version, new, model, meta)
     except versions.StaleVersionError as exc:
-        result.status, result.message = "stale", str(exc)
+        result.status, result.message = RunStatus.STALE, str(exc)
     else:
-        result.status, result.version = "published", new
+        result.status, result.version = RunStatus.PUBLISHED, new
         result.message = f"restored from {version}"
     return result
 
