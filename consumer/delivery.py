@@ -43,16 +43,22 @@ class Delivery:
     @classmethod
     def receive(cls, message: Message, generation: int, decode_error: str | None = None
                 ) -> Delivery:
-        headers = message.headers or {}
+        """What a message says, or why it can never be processed. Never raises: an exception
+        here would end the consumer, and the broker would hand the same message to the next
+        worker, which would end the same way."""
+        headers = message.headers if isinstance(message.headers, dict) else {}
         delivery = cls(message, generation, attempt=header_int(headers, ATTEMPT_HEADER),
                        lock_waits=header_int(headers, LOCK_WAITS_HEADER))
         if decode_error is not None:
             delivery.invalid = decode_error
-        else:
-            try:
-                delivery.event = events.decode(message.body, message.content_type)
-            except InvalidEvent as exc:
-                delivery.invalid = str(exc)
+            return delivery
+        try:
+            delivery.event = events.decode(message.body, message.content_type)
+        except InvalidEvent as exc:
+            delivery.invalid = str(exc)
+        except Exception as exc:  # a shape the checks above do not foresee: refuse it
+            log.exception("a message that cannot be read")
+            delivery.invalid = f"the message cannot be read: {type(exc).__name__}"
         return delivery
 
     @property

@@ -95,7 +95,8 @@ def _event_id(value: Any) -> str:
 
 
 def _user_id(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
+    # isascii: str.isdigit also accepts digits int() refuses, such as superscripts.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_USER_ID:
         raise InvalidEvent(f"user_id must be a positive whole number, got {value!r:.40}")
@@ -144,7 +145,7 @@ def validate(data: Any) -> Event:
     if not isinstance(data, Mapping):
         raise InvalidEvent(f"the body must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
-    if kind not in SCHEMAS:
+    if not isinstance(kind, str) or kind not in SCHEMAS:
         raise InvalidEvent(f"unknown event type {kind!r:.40}; expected one of {', '.join(TYPES)}")
     version = data.get("version")
     if isinstance(version, bool) or version != VERSION:
@@ -176,6 +177,8 @@ def decode(body: bytes | str, content_type: str | None) -> Event:
         data = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidEvent(f"the body is not JSON: {str(exc)[:120]}") from None
+    except RecursionError:
+        raise InvalidEvent("the body is not JSON this service reads: nested too deeply") from None
     return validate(data)
 
 

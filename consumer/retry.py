@@ -28,7 +28,7 @@ def header_int(headers: Mapping[str, Any] | None, name: str) -> int:
     """A counter header; a missing or garbled one counts as 0 rather than poisoning the event."""
     try:
         return max(0, int((headers or {}).get(name, 0)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, AttributeError):  # inf, "x", a list of headers
         return 0
 
 
