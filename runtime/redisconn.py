@@ -52,7 +52,8 @@ def ensure_embedded(directory: Path, timeout: float = 10.0) -> Path:
             "--unixsocket", str(socket_path), "--unixsocketperm", "700",
             "--dir", str(directory), "--dbfilename", "dump.rdb",
             # Snapshots make a restart cheap; ML_MODELS_DIR plus `restore` is the real backup.
-            "--save", "300 1", "--appendonly", "no",
+            # Separate arguments: one "300 1" argument is silently ignored (no snapshots).
+            "--save", "300", "1", "--appendonly", "no",
             "--daemonize", "yes", "--pidfile", str(directory / "redis.pid"),
             "--logfile", str(directory / "redis.log"),
         ]

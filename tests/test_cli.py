@@ -104,3 +104,30 @@ def test_train_leaves_alone_a_tenant_that_a_worker_is_training(base_env, tmp_pat
     assert fake_redis.get(keys.current("0")) is None
     # And the command released the lock it took for tenant 1
     assert fake_redis.get(keys.lock("1")) is None
+
+
+def test_the_embedded_redis_snapshots_its_data_so_a_restart_keeps_it(base_env, tmp_path):
+    # Given the embedded Redis, started as every process of the demo starts it
+    from runtime.redisconn import ensure_embedded
+
+    directory = Path(base_env["ML_EMBEDDED_DIR"])
+    client = redis.Redis(unix_socket_path=str(ensure_embedded(directory)))
+    try:
+        # Then it is configured to write snapshots (one "300 1" argument used to be ignored)
+        assert client.config_get("save") == {"save": "300 1"}
+        # And a clean shutdown leaves a snapshot that the next start loads
+        client.set("kept", b"1")
+    finally:
+        try:
+            client.shutdown()  # saves, as with save points configured
+        except redis.ConnectionError:
+            pass
+    assert (directory.resolve() / "dump.rdb").exists()
+    client = redis.Redis(unix_socket_path=str(ensure_embedded(directory)))
+    try:
+        assert client.get("kept") == b"1"
+    finally:
+        try:
+            client.shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass
