@@ -46,9 +46,10 @@ class Delivery:
         """What a message says, or why it can never be processed. Never raises: an exception
         here would end the consumer, and the broker would hand the same message to the next
         worker, which would end the same way."""
-        headers = message.headers if isinstance(message.headers, dict) else {}
-        delivery = cls(message, generation, attempt=header_int(headers, ATTEMPT_HEADER),
-                       lock_waits=header_int(headers, LOCK_WAITS_HEADER))
+        # header_int reads any headers value, a garbled one as 0.
+        delivery = cls(message, generation,
+                       attempt=header_int(message.headers, ATTEMPT_HEADER),
+                       lock_waits=header_int(message.headers, LOCK_WAITS_HEADER))
         if decode_error is not None:
             delivery.invalid = decode_error
             return delivery

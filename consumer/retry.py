@@ -13,7 +13,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +23,12 @@ ATTEMPT_HEADER = "x-attempt"
 LOCK_WAITS_HEADER = "x-lock-waits"
 
 
-def header_int(headers: Mapping[str, Any] | None, name: str) -> int:
-    """A counter header; a missing or garbled one counts as 0 rather than poisoning the event."""
+def header_int(headers: Any, name: str) -> int:
+    """A counter header of a message's headers (whatever they hold); a missing or garbled one
+    counts as 0 rather than poisoning the event."""
     try:
         return max(0, int((headers or {}).get(name, 0)))
-    except (TypeError, ValueError, OverflowError, AttributeError):  # inf, "x", a list of headers
+    except (TypeError, ValueError, OverflowError, AttributeError):  # inf, "x", not a mapping
         return 0
 
 
