@@ -50,3 +50,12 @@ def test_the_lock_pins_every_requirement_at_its_version_with_hashes(txt, lock):
 def test_the_dev_lock_contains_the_runtime_lock():
     runtime, dev = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-dev.lock")
     assert {n: v for n, v in runtime.items() if dev.get(n) != v} == {}
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-dev.lock"])
+def test_the_lock_carries_no_index_or_path_of_the_machine_that_made_it(lock):
+    # pip reads options inside a requirements file: a local index or wheel folder written there
+    # sends every other machine's install to a path it does not have.
+    flags = ("--index-url", "--extra-index-url", "--find-links", "-f ", "-i ")
+    options = [line for line in (ROOT / lock).read_text().splitlines() if line.startswith(flags)]
+    assert options == []
