@@ -177,3 +177,58 @@ def test_prometheus_config_and_every_dashboard_query_pass_promtool(tmp_path):
     checked = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
                              text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _with_defaults(text: str) -> str:
+    """What compose makes of ``text`` when no variable is set: ``${V:-d}`` gives ``d``."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+
+
+def test_compose_publishes_prometheus_and_grafana_on_loopback_only_by_default():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("prometheus", "grafana"):
+        for port in services[name]["ports"]:
+            assert _with_defaults(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_compose_has_no_default_password():
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "change-me" not in text
+    # Every password variable is either required (``:?``) or refused empty at the start.
+    for name in re.findall(r"\$\{([A-Z_]*PASSWORD)[^}]*\}", text):
+        assert re.search(r"\$\{" + name + r"(:\?[^}]+|:-)\}", text), name
+    grafana = yaml.safe_load(text)["services"]["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-}"
+    guard = " ".join(grafana["entrypoint"])
+    assert 'test -n "$$GF_SECURITY_ADMIN_PASSWORD"' in guard and "GRAFANA_ADMIN_PASSWORD" in guard
+    rabbit = yaml.safe_load(text)["services"]["rabbitmq"]["environment"]
+    assert rabbit["RABBITMQ_DEFAULT_PASS"].startswith("${RABBITMQ_PASSWORD:?")
+
+
+def test_alert_rules_pass_promtool_and_their_unit_tests_fire_each_alert():
+    promtool = _promtool()
+    rules = DEPLOY / "prometheus" / "alerts.yml"
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert prometheus["rule_files"] == [rules.name]
+    checked = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus" /
+                                                                 "prometheus.yml")],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run([promtool, "test", "rules", str(DEPLOY / "prometheus" /
+                                                             "alerts_test.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    alerts = [r["alert"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]]
+    unit_tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts_test.yml").read_text())
+    fired = {case["alertname"] for test in unit_tests["tests"]
+             for case in test["alert_rule_test"] if case["exp_alerts"]}
+    assert fired == set(alerts)
+
+
+def test_alert_rules_use_only_metrics_the_service_exports():
+    text = (DEPLOY / "prometheus" / "alerts.yml").read_text()
+    used = set(re.findall(r"totara_ml_[a-z0-9_]+", text))
+    for name in used:
+        base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+        assert base in _defined_metrics() or name in _defined_metrics(), name
+    assert len(used) >= 8
