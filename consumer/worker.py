@@ -63,6 +63,7 @@ class Worker(ConsumerMixin):
         self.interactions_prefetch = interactions_prefetch
         self.reconnect_intervals = reconnect_intervals
         self.alive_file = alive_file
+        self.alive_every = 5.0  # seconds between touches of alive_file
         self._alive_touched = 0.0
         self._conn: Connection | None = None
         self._events: deque[Delivery] = deque()
@@ -83,7 +84,7 @@ class Worker(ConsumerMixin):
         with self.create_connection() as conn:
             conn.ensure_connection(self.on_connection_error, self.connect_max_retries,
                                    interval_start=start, interval_step=step, interval_max=top,
-                                   callback=self._raise_if_stopping)
+                                   callback=self._while_reconnecting)
             self._conn = conn
             self.settler.generation += 1
             dropped = self.settler.forget_old() + self._forget_pending()
@@ -97,9 +98,13 @@ class Worker(ConsumerMixin):
                 self.ready = False
                 self.settler.producer = None
 
-    def _raise_if_stopping(self) -> None:
+    def _while_reconnecting(self) -> None:
+        """Called by kombu on every reconnect attempt and every second between attempts."""
         if self._stop_deadline is not None:
             raise _StopRequested()
+        # A broker outage is not a broken worker: restarting it (liveness probe) would not bring
+        # the broker back, only delay the reconnect and throw away a training in progress.
+        self._touch_alive()
 
     def _forget_pending(self) -> int:
         old = [d for d in (*self._events, *self._interactions)
@@ -193,7 +198,7 @@ class Worker(ConsumerMixin):
             self._schedule_paused_until = time.monotonic() + 10
 
     def _touch_alive(self) -> None:
-        if self.alive_file is None or time.monotonic() - self._alive_touched < 5:
+        if self.alive_file is None or time.monotonic() - self._alive_touched < self.alive_every:
             return
         self.alive_file.touch()
         self._alive_touched = time.monotonic()
