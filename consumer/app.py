@@ -55,10 +55,9 @@ def build_worker(settings: Settings, *, train_fn: TrainFn | None = None,
                               markers=DoneMarkers(training_client), locks=LockRegistry(),
                               train_fn=train_fn, tenants_fn=tenants_fn,
                               lock_ttl=lock_ttl, owner=worker_name())
-    if schedule_seconds is None:
-        schedule_seconds = settings.retrain_freq_minutes * 60
+    schedule = settings.schedule if schedule_seconds is None else schedule_seconds
     return Worker(connection, topology, client=loop_client, context=context, policy=policy,
-                  schedule_seconds=schedule_seconds or None, stop_grace=stop_grace,
+                  schedule_seconds=schedule or None, stop_grace=stop_grace,
                   alive_file=alive_file)
 
 

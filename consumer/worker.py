@@ -31,6 +31,7 @@ from consumer.retry import RetryPolicy
 from consumer.runner import Runner
 from consumer.scheduler import Scheduler
 from consumer.topology import Topology
+from runtime.schedule import Schedule
 
 log = logging.getLogger("consumer")
 
@@ -42,7 +43,7 @@ class _StopRequested(Exception):
 class Worker(ConsumerMixin):
     def __init__(self, connection: Connection, topology: Topology, *, client: redis.Redis,
                  context: jobs.JobContext, policy: RetryPolicy | None = None,
-                 schedule_seconds: int | None = None, safety_interval: float = 0.5,
+                 schedule_seconds: int | Schedule | None = None, safety_interval: float = 0.5,
                  stop_grace: float = 8.0, interactions_prefetch: int = 10,
                  reconnect_intervals: tuple[float, float, float] = (1.0, 1.0, 10.0),
                  alive_file: Path | None = None) -> None:
