@@ -209,8 +209,8 @@ class Worker(ConsumerMixin):
         now = time.monotonic()
         if self._stop_deadline is None:
             self._stop_deadline = now + self.stop_grace
-            log.info("stopping: no new messages; waiting up to %.1fs for the one in hand",
-                     self.stop_grace)
+            log.info("stopping: no new messages; waiting up to %.1fs (ML_WORKER_STOP_GRACE) for "
+                     "the one in hand", self.stop_grace)
         else:
             self._stop_deadline = now
 

@@ -62,6 +62,9 @@ class Settings:
     # and the tenants' runs are spread over this many seconds after each start.
     retrain_at_seconds: int = 0
     retrain_spread_seconds: int = 0
+    # Seconds a worker told to stop waits for the training in hand before handing it back;
+    # the recipes give the process manager's own stop timeout a margin beyond it.
+    worker_stop_grace: float = 8.0
 
     @property
     def schedule(self) -> Schedule:
@@ -252,6 +255,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
         retrain_at_seconds=retrain_at,
         retrain_spread_seconds=retrain_spread,
+        worker_stop_grace=_float(env, "ML_WORKER_STOP_GRACE", 8.0, 0.0, 86400.0),
     )
 
 
