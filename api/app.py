@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     app.add_route("/similar-items", SimilarItems(reader))
     app.add_route("/health-check", HealthCheck(settings, client, auth_state, broker_url))
     app.add_route("/livez", Livez())
-    app.add_route("/readyz", Readyz(reader))
+    app.add_route("/readyz", Readyz())
     app.add_route("/metrics", MetricsEndpoint(client, settings.retrain_freq_minutes))
     return app
 

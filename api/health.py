@@ -17,7 +17,6 @@ import redis
 
 from api import checks
 from api.auth import AuthState
-from api.reader import Reader
 from runtime.config import Settings
 
 # Waiting for the broker beyond its own timeout means its check is stuck (DNS, say).
@@ -87,18 +86,16 @@ class Livez:
 
 
 class Readyz:
-    """GET /readyz: 200 once Redis answers and some tenant is published, else 503."""
+    """GET /readyz: this process can answer Totara, so it belongs behind the load balancer.
 
-    def __init__(self, reader: Reader) -> None:
-        self.reader = reader
+    Deliberately independent of Redis and of what is published: without Redis the API still
+    answers the contract's JSON (a 503 envelope, "not ready yet" before the first training), and
+    that answer must reach Totara rather than a load balancer's own 502 because no pod is ready.
+    A process that cannot run the app does not answer at all, which is what the probe catches.
+    """
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            ready = self.reader.any_published()
-        except Exception:  # whatever stops reading Redis (down, embedded server won't start)
-            ready = False
         resp.content_type = falcon.MEDIA_TEXT
-        resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
-        resp.text = "ready" if ready else "not ready"
+        resp.text = "ready"
 
     on_head = on_get

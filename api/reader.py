@@ -101,9 +101,8 @@ class Reader:
     def any_published(self) -> bool:
         """Whether any tenant was ever published ("not ready yet" versus "no such tenant").
 
-        Only a yes is cached: the change from no to yes is what /readyz is polled for, so it
-        must show at once in every worker; while nothing is published, a request costs one
-        SCARD more.
+        Only a yes is cached: the change from no to yes (the first training) must show at once
+        in every worker; while nothing is published, a request costs one SCARD more.
         """
         now = self._clock()
         if self._any[1] and now - self._any[0] < self._ttl:

@@ -44,7 +44,7 @@ def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str | None] =
 def build_worker(settings: Settings, *, train_fn: TrainFn | None = None,
                  tenants_fn: TenantsFn | None = None, prefix: str | None = None,
                  policy: RetryPolicy | None = None, lock_ttl: float = DEFAULT_TTL_SECONDS,
-                 schedule_seconds: int | None = None, stop_grace: float = 8.0,
+                 schedule_seconds: int | None = None, stop_grace: float | None = None,
                  alive_file: Path | None = None) -> Worker:
     """A worker on the configured broker and Redis; tests pass fakes for the slow parts."""
     connection, topology = broker.from_settings(settings, prefix)
@@ -55,10 +55,10 @@ def build_worker(settings: Settings, *, train_fn: TrainFn | None = None,
                               markers=DoneMarkers(training_client), locks=LockRegistry(),
                               train_fn=train_fn, tenants_fn=tenants_fn,
                               lock_ttl=lock_ttl, owner=worker_name())
-    if schedule_seconds is None:
-        schedule_seconds = settings.retrain_freq_minutes * 60
+    schedule = settings.schedule if schedule_seconds is None else schedule_seconds
     return Worker(connection, topology, client=loop_client, context=context, policy=policy,
-                  schedule_seconds=schedule_seconds or None, stop_grace=stop_grace,
+                  schedule_seconds=schedule or None,
+                  stop_grace=settings.worker_stop_grace if stop_grace is None else stop_grace,
                   alive_file=alive_file)
 
 

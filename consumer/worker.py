@@ -31,6 +31,7 @@ from consumer.retry import RetryPolicy
 from consumer.runner import Runner
 from consumer.scheduler import Scheduler
 from consumer.topology import Topology
+from runtime.schedule import Schedule
 
 log = logging.getLogger("consumer")
 
@@ -42,7 +43,7 @@ class _StopRequested(Exception):
 class Worker(ConsumerMixin):
     def __init__(self, connection: Connection, topology: Topology, *, client: redis.Redis,
                  context: jobs.JobContext, policy: RetryPolicy | None = None,
-                 schedule_seconds: int | None = None, safety_interval: float = 0.5,
+                 schedule_seconds: int | Schedule | None = None, safety_interval: float = 0.5,
                  stop_grace: float = 8.0, interactions_prefetch: int = 10,
                  reconnect_intervals: tuple[float, float, float] = (1.0, 1.0, 10.0),
                  alive_file: Path | None = None) -> None:
@@ -63,6 +64,7 @@ class Worker(ConsumerMixin):
         self.interactions_prefetch = interactions_prefetch
         self.reconnect_intervals = reconnect_intervals
         self.alive_file = alive_file
+        self.alive_every = 5.0  # seconds between touches of alive_file
         self._alive_touched = 0.0
         self._conn: Connection | None = None
         self._events: deque[Delivery] = deque()
@@ -83,7 +85,7 @@ class Worker(ConsumerMixin):
         with self.create_connection() as conn:
             conn.ensure_connection(self.on_connection_error, self.connect_max_retries,
                                    interval_start=start, interval_step=step, interval_max=top,
-                                   callback=self._raise_if_stopping)
+                                   callback=self._while_reconnecting)
             self._conn = conn
             self.settler.generation += 1
             dropped = self.settler.forget_old() + self._forget_pending()
@@ -97,9 +99,13 @@ class Worker(ConsumerMixin):
                 self.ready = False
                 self.settler.producer = None
 
-    def _raise_if_stopping(self) -> None:
+    def _while_reconnecting(self) -> None:
+        """Called by kombu on every reconnect attempt and every second between attempts."""
         if self._stop_deadline is not None:
             raise _StopRequested()
+        # A broker outage is not a broken worker: restarting it (liveness probe) would not bring
+        # the broker back, only delay the reconnect and throw away a training in progress.
+        self._touch_alive()
 
     def _forget_pending(self) -> int:
         old = [d for d in (*self._events, *self._interactions)
@@ -193,7 +199,7 @@ class Worker(ConsumerMixin):
             self._schedule_paused_until = time.monotonic() + 10
 
     def _touch_alive(self) -> None:
-        if self.alive_file is None or time.monotonic() - self._alive_touched < 5:
+        if self.alive_file is None or time.monotonic() - self._alive_touched < self.alive_every:
             return
         self.alive_file.touch()
         self._alive_touched = time.monotonic()
@@ -203,8 +209,8 @@ class Worker(ConsumerMixin):
         now = time.monotonic()
         if self._stop_deadline is None:
             self._stop_deadline = now + self.stop_grace
-            log.info("stopping: no new messages; waiting up to %.1fs for the one in hand",
-                     self.stop_grace)
+            log.info("stopping: no new messages; waiting up to %.1fs (ML_WORKER_STOP_GRACE) for "
+                     "the one in hand", self.stop_grace)
         else:
             self._stop_deadline = now
 

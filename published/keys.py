@@ -46,6 +46,12 @@ def lock(tenant: str) -> str:
     return f"ml:{{{tenant}}}:lock"
 
 
+def scheduled(tenant: str) -> str:
+    """String: the newest retrain time (unix seconds) of the tenant claimed by a scheduler, when
+    ML_RETRAIN_SPREAD gives each tenant its own time; moved forward by compare-and-set."""
+    return f"ml:{{{tenant}}}:scheduled"
+
+
 def last_run(tenant: str) -> str:
     """Hash: outcome of the tenant's latest training run (status, message, at, version, ...)."""
     return f"ml:{{{tenant}}}:last_run"

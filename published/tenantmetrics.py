@@ -47,11 +47,15 @@ class TenantCollector(Collector):
 
     def _read(self, now: float) -> list[GaugeMetricFamily]:
         up = GaugeMetricFamily("totara_ml_redis_up", "1 when Redis answered the last scrape")
+        # The alert on stale tenants compares their age with this (deploy/prometheus/alerts.yml).
+        period = GaugeMetricFamily("totara_ml_retrain_period_seconds",
+                                   "ML_RECOMMENDATION_RETRAIN_FREQ in seconds")
+        period.add_metric([], self.period)
         try:
             seen = overview.read(self.client(), runs.FIELDS, runs.RUN_FIELDS, MAX_TENANTS)
         except (redis.RedisError, OSError, RuntimeError):
             up.add_metric([], 0)
-            return [up]
+            return [up, period]
         up.add_metric([], 1)
         families = _families()
         for state in seen.tenants:
@@ -60,7 +64,7 @@ class TenantCollector(Collector):
         leader = runs.parse_number(seen.leader)
         if leader is not None and self.period:
             families["next_retrain"].add_metric([], leader + self.period)
-        return [up, *families.values()]
+        return [up, period, *families.values()]
 
 
 

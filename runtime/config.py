@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runtime.errors import ConfigError
+from runtime.schedule import Schedule, parse_spread, parse_time_of_day
 
 ALGORITHMS = ("hybrid", "partial", "mf")
 LOG_FORMATS = ("text", "json")
@@ -57,6 +58,18 @@ class Settings:
     broker_queue_type: str = "classic"
     # Warm starts from the saved model allowed in a row before a full fit; 0 = always full
     incremental_runs: int = 6
+    # The retrain timer (runtime.schedule): periods start at this many seconds after 00:00 UTC,
+    # and the tenants' runs are spread over this many seconds after each start.
+    retrain_at_seconds: int = 0
+    retrain_spread_seconds: int = 0
+    # Seconds a worker told to stop waits for the training in hand before handing it back;
+    # the recipes give the process manager's own stop timeout a margin beyond it.
+    worker_stop_grace: float = 8.0
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.retrain_freq_minutes * 60, self.retrain_at_seconds,
+                        self.retrain_spread_seconds)
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -191,6 +204,14 @@ def _broker_prefix(env: Mapping[str, str]) -> str:
     return broker_prefix
 
 
+def _retrain_timer(env: Mapping[str, str]) -> tuple[int, int, int]:
+    """(minutes between retrains, their time of day and their spread in seconds)."""
+    minutes = _int(env, "ML_RECOMMENDATION_RETRAIN_FREQ", 1440, 1, 525600)
+    at = parse_time_of_day("ML_RETRAIN_AT", env.get("ML_RETRAIN_AT", ""))
+    spread = parse_spread("ML_RETRAIN_SPREAD", env.get("ML_RETRAIN_SPREAD", ""), minutes * 60)
+    return minutes, at, spread
+
+
 def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
     """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
     env = os.environ if env is None else env
@@ -205,12 +226,13 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
     queue_type = _choice(env, "ML_BROKER_QUEUE_TYPE", "classic", QUEUE_TYPES,
                          "classic or quorum", str.lower)
     log_format = _choice(env, "ML_LOG_FORMAT", "text", LOG_FORMATS, "text or json", str.lower)
+    retrain_freq, retrain_at, retrain_spread = _retrain_timer(env)
     return Settings(
         totara_url=totara_url.rstrip("/") if totara_url else None,
         totara_key=totara_key or None,
         models_dir=Path(env.get("ML_MODELS_DIR", "").strip() or "data/models"),
         logs_dir=Path(env.get("ML_LOGS_DIR", "").strip() or "data/logs"),
-        retrain_freq_minutes=_int(env, "ML_RECOMMENDATION_RETRAIN_FREQ", 1440, 1, 525600),
+        retrain_freq_minutes=retrain_freq,
         num_threads=_int(env, "ML_NUM_THREADS", 4, 1, 256),
         algorithm=algorithm,
         dev=dev,
@@ -231,6 +253,9 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         log_format=log_format,
         broker_queue_type=queue_type,
         incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
+        retrain_at_seconds=retrain_at,
+        retrain_spread_seconds=retrain_spread,
+        worker_stop_grace=_float(env, "ML_WORKER_STOP_GRACE", 8.0, 0.0, 86400.0),
     )
 
 

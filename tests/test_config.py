@@ -39,6 +39,7 @@ def test_defaults_follow_the_original_service(base_env):
     ("ML_BROKER_URL", "rabbit", "expected a URL starting with amqp://"),
     ("ML_EXPORT_DIR", "/nonexistent/folder", "expected an existing folder"),
     ("ML_DOWNLOAD_RETRY_DELAY", "soon", "expected a number"),
+    ("ML_WORKER_STOP_GRACE", "-1", "expected a number from 0 to 86400"),
 ])
 def test_each_invalid_value_is_named_with_what_is_accepted(base_env, name, value, expected):
     with pytest.raises(ConfigError) as error:

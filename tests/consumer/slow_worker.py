@@ -1,7 +1,8 @@
 """A real worker process (``python tests/consumer/slow_worker.py``) whose trainer is a slow fake.
 
 Used by the tests that kill or stop a worker mid-training. Configured by the usual ML_* variables
-plus SLOW_TRAIN_SECONDS and TEST_LOCK_TTL. Every training start is pushed on the Redis list
+(ML_WORKER_STOP_GRACE: how long SIGTERM waits for the training) plus SLOW_TRAIN_SECONDS and
+TEST_LOCK_TTL. Every training start is pushed on the Redis list
 ``test:starts`` and every finished training increments ``test:trained:<tenant>``.
 """
 
@@ -31,4 +32,4 @@ if __name__ == "__main__":
                          lock_wait_max=0.5, jitter=0)
     raise SystemExit(run_worker(load_settings(), train_fn=slow_train, policy=policy,
                                 lock_ttl=float(os.environ.get("TEST_LOCK_TTL", "1.5")),
-                                schedule_seconds=0, stop_grace=0.3))
+                                schedule_seconds=0))

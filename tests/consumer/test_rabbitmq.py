@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -182,6 +183,31 @@ def test_the_worker_reconnects_by_itself_after_the_broker_connection_drops(rabbi
             publish(events.make_event(events.TRAIN, tenant="4"))
             wait_for(lambda: trainer.calls)
             wait_for(lambda: worker.settler.counts.get("acked") == 1)
+    finally:
+        proxy.stop()
+
+
+
+def test_the_alive_file_stays_fresh_while_the_broker_is_unreachable(rabbit, tmp_path):
+    url, prefix, settings, client, publish, connection, topology = rabbit
+    proxy = TcpProxy(("127.0.0.1", 5672)).start()
+    proxied = url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+    alive = tmp_path / "worker.alive"
+    worker = make_worker(proxied, prefix, settings, client, FakeTrainer(), alive_file=alive)
+    worker.alive_every = 0.2
+    try:
+        with running(worker):
+            # Given RabbitMQ goes away (connections reset, then refused) for longer than the
+            # liveness probe's patience
+            proxy.stop()
+            wait_for(lambda: not worker.ready)
+            os.utime(alive, (0, 0))
+            # Then the reconnect loop keeps the file fresh: no CrashLoopBackOff for an outage
+            wait_for(lambda: time.time() - alive.stat().st_mtime < 2, timeout=5)
+            time.sleep(1.5)
+            assert not worker.ready and time.time() - alive.stat().st_mtime < 2
+            proxy.start()
+            wait_for(lambda: worker.ready, timeout=10)
     finally:
         proxy.stop()
 

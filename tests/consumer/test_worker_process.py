@@ -27,9 +27,10 @@ def spawn(amqp_url, prefix, base_env, real_redis_url, tmp_path):
     """Start worker processes on the real RabbitMQ and Redis; all are killed at the end."""
     children: list[subprocess.Popen] = []
 
-    def start(seconds: float, name: str) -> subprocess.Popen:
+    def start(seconds: float, name: str, grace: float = 0.3) -> subprocess.Popen:
         env = {**base_env, "ML_BROKER_URL": amqp_url, "ML_BROKER_PREFIX": prefix,
                "ML_REDIS_URL": real_redis_url, "SLOW_TRAIN_SECONDS": str(seconds),
+               "ML_WORKER_STOP_GRACE": str(grace),
                "TEST_LOCK_TTL": "1.5", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         child = subprocess.Popen([sys.executable, str(SCRIPT)], env=env, stdout=log,
@@ -91,3 +92,20 @@ def test_sigterm_mid_training_hands_the_message_back_and_exits_cleanly(
     successor.send_signal(signal.SIGTERM)
     assert successor.wait(10) == 0
     assert len(starts(real_redis)) == 2
+
+
+def test_sigterm_mid_training_within_the_grace_finishes_acks_and_exits(
+        spawn, amqp_url, prefix, real_redis):
+    # Given a worker whose stop grace (ML_WORKER_STOP_GRACE) outlasts the training in hand,
+    # which lasts longer than the 8 s the worker used to wait
+    topology = publish_train(amqp_url, prefix, "9")
+    stopping = spawn(9, "stopping", grace=60)
+    wait_for(lambda: starts(real_redis), timeout=15)
+    # When it is told to stop (a scale-down, a rollout) as the training starts
+    stopping.send_signal(signal.SIGTERM)
+    # Then it finishes the training, acks the event and exits within the grace
+    assert stopping.wait(20) == 0
+    assert int(real_redis.get("test:trained:9")) == 1 and len(starts(real_redis)) == 1
+    with Connection(amqp_url) as connection:
+        assert queue_depth(connection, topology.events_queue) == 0
+    assert real_redis.get(keys.lock("9")) is None
