@@ -7,7 +7,8 @@ the lock a second worker has taken since. The worker and ``python -m recommender
 take it, so a training started by hand never races a worker's training of the same tenant.
 
 A lock only fences what runs while it is held: renewal may fail for longer than the TTL (a
-stalled connection) and another worker take the lock meanwhile. So ``renewing`` records the
+stalled connection, a thread starved of the interpreter during a fit) and another worker take
+the lock meanwhile; when nobody took it, the next renewal takes it back. So ``renewing`` records the
 token for the code it runs (``held_token``), and the publish step's pointer switch checks it in
 the same script that moves the pointer (published.versions): a run whose lock was lost never
 publishes, however long its fit took.
@@ -35,9 +36,16 @@ DEFAULT_TTL_SECONDS = 60.0
 # tenant -> token of the locks held by the code running here (per thread: a context variable).
 _HELD: ContextVar[dict[str, str] | None] = ContextVar("held_tenant_locks", default=None)
 
+# A lock that expired while nobody took it is taken back: its renewals were late (a starved
+# thread, a Redis blip), and no other run can have started since. Taken by another: lost.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 """

@@ -252,3 +252,22 @@ def test_a_pipeline_run_that_lost_its_lock_records_lock_lost_and_is_retried(
     assert jobs.is_retryable(lost.value)
     assert versions.current_version(real_redis, "0") == live.version
     assert real_redis.zcard(keys.versions("0")) == 1
+
+
+def test_a_lock_that_expired_while_nobody_took_it_is_taken_back_and_the_run_publishes(
+        real_redis):
+    # Given a run whose renewals were starved past the TTL (a fit holding the interpreter) and
+    # whose lock nobody took meanwhile
+    live = versions.VersionWriter(real_redis, "5")
+    live.commit(NOT_TRAINED)
+    lock = TenantLock(real_redis, "5", ttl=0.3)
+    assert lock.acquire()
+    with lock.renewing():
+        writer = versions.VersionWriter(real_redis, "5")
+        real_redis.delete(keys.lock("5"))  # expired
+        # When the renewer runs again, then it takes the lock back, and the switch goes ahead
+        wait_for(lambda: real_redis.get(keys.lock("5")) == lock.token.encode(), 3,
+                 "the lock taken back")
+        writer.commit(NOT_TRAINED)
+    assert not lock.lost
+    assert versions.current_version(real_redis, "5") == writer.version
