@@ -4,11 +4,14 @@ twice. Measured on the real Redis with MEMORY USAGE of every key the worker wrot
 
 from __future__ import annotations
 
+import fakeredis
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kombu import Connection
 from workerkit import FakeTrainer, make_worker, running, wait_for
 
-from consumer import events
+from consumer import events, interactions
 from consumer.sender import send
 from consumer.topology import Topology
 from published import keys, recent
@@ -79,3 +82,25 @@ def test_a_redelivered_interaction_is_recorded_once(memory_url, prefix, settings
     # Then the list has each interaction once, and no marker was left for either
     assert fake_redis.llen(keys.recent("3", 8)) == 2
     assert not list(fake_redis.scan_iter(keys.done("*")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 30), st.integers(0, 3), st.integers(0, 1)),
+                max_size=250))
+def test_any_sequence_of_deliveries_leaves_each_interaction_once_in_a_bounded_list(deliveries):
+    # Given any sequence of deliveries to one user, repeats included (a small pool of items and
+    # seconds, so copies are frequent)
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    pushed = []
+    for item, second, rating in deliveries:
+        event = events.make_event(events.INTERACTION, tenant="3", user_id=8,
+                                  item_id=f"engage_article{item}", timestamp=1700000000 + second,
+                                  rating=rating)
+        if interactions.record(client, event):
+            pushed.append(interactions.entry(event).encode())
+    # Then no entry is in the list twice, the list is bounded, newest first, and only the event
+    # counts that were pushed
+    stored = client.lrange(keys.recent("3", 8), 0, -1)
+    assert len(stored) == len(set(stored)) <= recent.MAX_EVENTS
+    assert stored == pushed[::-1][:recent.MAX_EVENTS]
+    assert not list(client.scan_iter(keys.done("*")))
