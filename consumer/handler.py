@@ -73,14 +73,11 @@ class EventHandler:
     def _dispatch(self, d: Delivery) -> None:
         event = d.event
         assert event is not None
-        if self.markers.is_done(event.id):
+        if event.type == events.INTERACTION:
+            self._record(d, event)
+        elif self.markers.is_done(event.id):
             worker_metrics.event(d, "duplicate")
             self.settler.ack(d, "duplicate of an event already done")
-        elif event.type == events.INTERACTION:
-            interactions.record(self.client, event)
-            self.markers.mark(event.id, "recorded")
-            worker_metrics.event(d, "recorded")
-            self.settler.ack(d, "interaction recorded")
         elif event.type == events.TRAIN:
             self._start(d, lambda: jobs.run_train(self.context, event))
         elif self.needs_runner(d):
@@ -88,6 +85,16 @@ class EventHandler:
         else:
             tenants = event.fields.get("tenants") or [event.fields["tenant"]]
             self._fan_out(d, tenants)
+
+    def _record(self, d: Delivery, event: events.Event) -> None:
+        # No done marker: recording is idempotent, and a marker per interaction would grow
+        # Redis by about 120 bytes per event for a week (consumer.interactions).
+        if interactions.record(self.client, event):
+            worker_metrics.event(d, "recorded")
+            self.settler.ack(d, "interaction recorded")
+        else:
+            worker_metrics.event(d, "duplicate")
+            self.settler.ack(d, "duplicate of an interaction already recorded")
 
     def _start(self, d: Delivery, job: Any) -> None:
         event_id = d.event.id if d.event is not None else "?"

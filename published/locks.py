@@ -5,6 +5,13 @@ short TTL can be used and a worker that dies frees its tenant within one TTL. Re
 release compare the token first (Lua), so a worker whose lock expired never extends or deletes
 the lock a second worker has taken since. The worker and ``python -m recommender train`` both
 take it, so a training started by hand never races a worker's training of the same tenant.
+
+A lock only fences what runs while it is held: renewal may fail for longer than the TTL (a
+stalled connection, a thread starved of the interpreter during a fit) and another worker take
+the lock meanwhile; when nobody took it, the next renewal takes it back. So ``renewing`` records the
+token for the code it runs (``held_token``), and the publish step's pointer switch checks it in
+the same script that moves the pointer (published.versions): a run whose lock was lost never
+publishes, however long its fit took.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import redis
 
@@ -25,9 +33,19 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 60.0
 
+# tenant -> token of the locks held by the code running here (per thread: a context variable).
+_HELD: ContextVar[dict[str, str] | None] = ContextVar("held_tenant_locks", default=None)
+
+# A lock that expired while nobody took it is taken back: its renewals were late (a starved
+# thread, a Redis blip), and no other run can have started since. Taken by another: lost.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 """
@@ -37,6 +55,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+def held_token(tenant: str) -> str | None:
+    """The token of ``tenant``'s lock when the calling code runs under ``renewing``, else None."""
+    return (_HELD.get() or {}).get(tenant)
 
 
 def worker_name() -> str:
@@ -94,9 +117,11 @@ class TenantLock:
         self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
                                          name=f"lock-renew-{self.tenant}")
         self._renewer.start()
+        held = _HELD.set({**(_HELD.get() or {}), self.tenant: self.token})
         try:
             yield self
         finally:
+            _HELD.reset(held)
             self._stop.set()
             self._renewer.join(timeout=5)
             try:

@@ -35,6 +35,7 @@ class RunStatus(StrEnum):
     SKIPPED = "skipped"  # this export is already published
     STALE = "stale"  # a newer version became current meanwhile
     LOCKED = "locked"  # the command line only: another process trains the tenant
+    LOCK_LOST = "lock_lost"  # the tenant's lock was taken during the run: nothing published
 
 
 # After these a train event is done for good and the tenant is served what it should be

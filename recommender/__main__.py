@@ -87,7 +87,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     print_results(results)
     if not results:
         print(f"no saved models in {settings.models_dir}", file=sys.stderr)
-    return 1 if not results or any(r.status == RunStatus.FAILED for r in results) else 0
+    return 1 if not results or any(r.status in TRAIN_TROUBLE for r in results) else 0
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:

@@ -31,7 +31,14 @@ from recommender.promotion import gate
 from recommender.publish import modelfile, precompute
 from recommender.publish.restore import publish_saved
 from runtime.config import Settings
-from runtime.errors import DownloadError, ExportError, ModelStoreError, StaleVersionError, describe
+from runtime.errors import (
+    DownloadError,
+    ExportError,
+    LockLostError,
+    ModelStoreError,
+    StaleVersionError,
+    describe,
+)
 from runtime.timing import timed
 
 log = logging.getLogger(__name__)
@@ -98,7 +105,9 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
     try:
         _run(run)
     except Exception as exc:
-        run.result.status = RunStatus.FAILED
+        # A lost lock is retried: nothing was published, the next attempt locks again.
+        run.result.status = (RunStatus.LOCK_LOST if isinstance(exc, LockLostError)
+                             else RunStatus.FAILED)
         run.result.message = describe(exc)
         if not isinstance(exc, DownloadError):  # that one is logged where it happens
             run.log_summary(run.result.message)

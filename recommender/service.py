@@ -105,15 +105,21 @@ class TrainingService:
                                 algorithm or self.settings.algorithm)
 
     def restore(self, tenants: list[str] | None = None) -> list[TenantResult]:
-        """Republish the saved current models of ``tenants`` (default: every saved tenant)."""
-        return self._restore(self.settings, self.client, tenants)
+        """Republish the saved current models of ``tenants`` (default: every saved tenant),
+        each under its lock: a tenant being trained is reported ``locked``, left to it."""
+        results: list[TenantResult] = []
+        for tenant in tenants or self.saved_tenants():
+            outcome = self.restore_tenant(tenant)
+            results.extend(outcome if isinstance(outcome, list) else [outcome] if outcome else [])
+        return results
 
     def restore_tenant(self, tenant: str,
                        still_wanted: Callable[[], bool] | None = None
                        ) -> list[TenantResult] | TenantResult | None:
         """Republish one tenant's saved model under its lock (a training is never rolled back
         by a restore running beside it); a ``locked`` result or None as ``train``."""
-        return self._under_lock(tenant, lambda: self.restore([tenant]), still_wanted, "")
+        return self._under_lock(tenant, lambda: self._restore(self.settings, self.client,
+                                                              [tenant]), still_wanted, "")
 
     def _under_lock(self, tenant: str, work: Callable[[], Any],
                     still_wanted: Callable[[], bool] | None, algorithm: str) -> Any:

@@ -48,6 +48,12 @@ class StaleVersionError(ServiceError, RuntimeError):
     Not retryable: a newer model is already served, which another attempt cannot change."""
 
 
+class LockLostError(RetryableError):
+    """The pointer was not moved: the tenant's lock expired or was taken during the run.
+
+    Retryable: nothing was published, and the next attempt takes the lock again."""
+
+
 # -- training: ingest, model store ----------------------------------------------------------
 
 

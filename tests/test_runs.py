@@ -155,7 +155,7 @@ def test_last_run_reads_back_and_tolerates_hostile_values():
 
 def test_statuses_and_kinds_equal_the_strings_on_the_wire():
     assert [s.value for s in RunStatus] == ["published", "not_trained", "rejected", "failed",
-                                            "skipped", "stale", "locked"]
+                                            "skipped", "stale", "locked", "lock_lost"]
     assert SUCCESS_STATUSES == {"published", "not_trained", "skipped", "stale", "rejected"}
     assert [s.value for s in VersionStatus] == ["trained", "not_trained"]
     assert f"{RunStatus.NOT_TRAINED}" == str(RunStatus.NOT_TRAINED) == "not_trained"

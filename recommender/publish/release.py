@@ -13,6 +13,7 @@ import redis
 from published import versions
 from published.savedmodel import SavedModel
 from recommender.publish.listsfile import Lists
+from runtime.errors import LockLostError
 
 
 def publish(client: redis.Redis, tenant: str, version: str, model: SavedModel | None,
@@ -34,8 +35,8 @@ def publish(client: redis.Redis, tenant: str, version: str, model: SavedModel | 
                 writer.write_items(items)
         scalars = {k: v for k, v in meta.items() if isinstance(v, str | int | float)}
         writer.commit(scalars)
-    except versions.StaleVersionError:
-        raise
+    except (versions.StaleVersionError, LockLostError):
+        raise  # the writer removed its version already
     except BaseException:
         writer.abort()
         raise

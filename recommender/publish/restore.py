@@ -4,6 +4,11 @@ A version saved with its lists (recommender.publish.listsfile) is copied into Re
 published: no LightFM, LightGBM or scikit-learn is imported, so a small tenant takes a fraction
 of a second. Only a model saved before the lists were kept beside it, or for another
 ``ML_TOP_K``, has its lists computed again, with the list code imported then.
+
+A saved model is published under its own version id, never a fresh one: it is skipped when the
+live version is as new or newer, and the pointer switch refuses it when a newer one goes live
+meanwhile, so a restore on a live Redis never rolls a tenant back or turns a training that
+finishes beside it stale. Callers take the tenant's lock (recommender.service.TrainingService).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def restore(settings: Settings, client: redis.Redis,
             tenants: list[str] | None = None) -> list[TenantResult]:
-    """Republish each tenant's current saved model as a new version."""
+    """Republish each tenant's current saved model, unless a version as new is live."""
     return [_restore(settings, client, tenant)
             for tenant in tenants or modelfile.saved_tenants(settings.models_dir)]
 
@@ -38,16 +43,19 @@ def _restore(settings: Settings, client: redis.Redis, tenant: str) -> TenantResu
     if version is None:
         result.message = "no saved model"
         return result
+    live = versions.current_version(client, tenant)
+    if live is not None and live >= version:
+        result.status, result.version = RunStatus.SKIPPED, live
+        result.message = f"version {live} is live, as new as the saved {version} or newer"
+        return result
     model, meta = modelfile.load(settings.models_dir, tenant, version)
     result.algorithm = meta.get("algorithm", "")
-    new = versions.new_version()
     try:
-        publish_saved(settings, client, tenant, version, new, model, meta)
+        publish_saved(settings, client, tenant, version, version, model, meta)
     except versions.StaleVersionError as exc:
         result.status, result.message = RunStatus.STALE, str(exc)
     else:
-        result.status, result.version = RunStatus.PUBLISHED, new
-        result.message = f"restored from {version}"
+        result.status, result.message = RunStatus.PUBLISHED, f"restored from {version}"
     return result
 
 

@@ -20,6 +20,7 @@ RETRIED = [
     errors.TransientDownloadError("tenants.csv: Totara answered HTTP 503"),
     errors.ModelStoreError("cannot write the model to ML_MODELS_DIR=/models: disk full"),
     errors.RetryableError("anything that says it may pass"),
+    errors.LockLostError("version 1 of tenant 7 was not published: the tenant's lock expired"),
     redis.ConnectionError("Redis went away"),
     redis.TimeoutError("Redis is slow"),
     OSError("disk full"),
