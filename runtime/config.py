@@ -51,12 +51,14 @@ class Settings:
     embedded_dir: Path
     log_level: str
     # Defaults here too: callers that build Settings by hand need not know the newer fields.
-    metrics_port: int = 9102  # the worker's /metrics; 0 = off
+    # The worker's /metrics: ML_METRICS_PORT + ML_WORKER_INSTANCE - 1 (0 = off), on metrics_host
+    metrics_port: int = 9102
     log_format: str = "text"  # text | json
     # classic | quorum: the type of the work queues on RabbitMQ (quorum for a RabbitMQ cluster)
     broker_queue_type: str = "classic"
     # Warm starts from the saved model allowed in a row before a full fit; 0 = always full
     incremental_runs: int = 6
+    metrics_host: str = "127.0.0.1"
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -191,6 +193,26 @@ def _broker_prefix(env: Mapping[str, str]) -> str:
     return broker_prefix
 
 
+def _worker_metrics(env: Mapping[str, str]) -> tuple[int, str]:
+    """(port, address) of a worker's /metrics: one fixed port per instance, so that Prometheus
+    finds each worker of a host where its configuration says (no hunting for a free port)."""
+    base = _int(env, "ML_METRICS_PORT", 9102, 0, 65535)
+    instance = _int(env, "ML_WORKER_INSTANCE", 1, 1, 65535)
+    host = env.get("ML_WORKER_METRICS_HOST", "").strip() or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"ML_WORKER_METRICS_HOST={host!r}: expected an IP address of this "
+                          "host, such as 127.0.0.1 (the default) or 0.0.0.0 (every "
+                          "interface)") from None
+    port = base + instance - 1 if base else 0
+    if port > 65535:
+        raise ConfigError(f"ML_WORKER_INSTANCE={instance} with ML_METRICS_PORT={base}: the "
+                          f"metrics port would be {port} (ML_METRICS_PORT + ML_WORKER_INSTANCE "
+                          "- 1); expected at most 65535: lower ML_METRICS_PORT")
+    return port, host
+
+
 def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
     """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
     env = os.environ if env is None else env
@@ -205,6 +227,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
     queue_type = _choice(env, "ML_BROKER_QUEUE_TYPE", "classic", QUEUE_TYPES,
                          "classic or quorum", str.lower)
     log_format = _choice(env, "ML_LOG_FORMAT", "text", LOG_FORMATS, "text or json", str.lower)
+    metrics_port, metrics_host = _worker_metrics(env)
     return Settings(
         totara_url=totara_url.rstrip("/") if totara_url else None,
         totara_key=totara_key or None,
@@ -227,7 +250,8 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         publish_grace_seconds=_int(env, "ML_PUBLISH_GRACE", 300, 0, 86400),
         embedded_dir=Path(env.get("ML_EMBEDDED_DIR", "").strip() or "data/redis"),
         log_level=log_level,
-        metrics_port=_int(env, "ML_METRICS_PORT", 9102, 0, 65535),
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
         log_format=log_format,
         broker_queue_type=queue_type,
         incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),

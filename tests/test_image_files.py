@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,9 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 from installkit import ROOT, bare_venv, pip_install
-from waiting import stop_process
 
 from runtime.signing import signed_headers
+from tests.faults.servers import free_port, stop_process
 
 pytestmark = pytest.mark.integration
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -117,16 +116,11 @@ def _command(image: Stage) -> list[str]:
     return [str(Path(sys.executable).with_name(image.cmd[0])), *image.cmd[1:]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture
 def image_api(tmp_path, real_redis_url):
     image = assemble(tmp_path)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ML_", "PYTHONPATH"))}
     env.update({k: v for k, v in image.env.items() if k != "PATH"})
     env.update({"ML_TOTARA_URL": "http://127.0.0.1:9", "ML_TOTARA_KEY": KEY,

@@ -14,7 +14,6 @@ import pytest
 import requests
 from api_client import KEY
 from publish_fixture import publish_tiny_model
-from waiting import stop_process
 
 from runtime.signing import signed_headers
 
@@ -45,7 +44,13 @@ def server(real_redis, real_redis_url, base_env, tmp_path):
         _wait_until_serving(url, process, tmp_path / "gunicorn.log")
         yield url, real_redis, process
     finally:  # whatever happened, no gunicorn outlives the test
-        stop_process(process)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         log.close()
 
 
