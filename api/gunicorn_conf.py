@@ -54,13 +54,16 @@ proc_name = "totara-ml-api"
 # One log format for gunicorn's own lines and the app's (ML_LOG_FORMAT), the key redacted. Not
 # through logconfig_dict: that turns gunicorn's access log on, which costs every request.
 logsetup.register_secrets([_settings.totara_key])
-# When an access log is asked for (--access-logfile -), its lines end with the request id.
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s'
+# The access log is the app's (api/observe.py: ML_LOG_FORMAT, redaction, the request id,
+# escaped paths, ML_ACCESS_LOG=0 turns it off); gunicorn's own would be a second line for each
+# request, with the query string and its signed parameters. It stays off.
+accesslog = None
 
 
 class ServiceLogger(_GunicornLogger):
     def setup(self, cfg):
         super().setup(cfg)
+        # The access handlers too: --access-logfile on a command line still redacts.
         for handler in (*self.error_log.handlers, *self.access_log.handlers):
             handler.setFormatter(logsetup.formatter(_settings.log_format))
 

@@ -59,6 +59,7 @@ class Settings:
     # Warm starts from the saved model allowed in a row before a full fit; 0 = always full
     incremental_runs: int = 6
     metrics_host: str = "127.0.0.1"
+    access_log: bool = True  # one log line per API request (ML_ACCESS_LOG=0: none)
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -193,6 +194,13 @@ def _broker_prefix(env: Mapping[str, str]) -> str:
     return broker_prefix
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{name}={raw!r}: expected 1 (on) or 0 (off)")
+    return default if raw == "" else raw == "1"
+
+
 def _worker_metrics(env: Mapping[str, str]) -> tuple[int, str]:
     """(port, address) of a worker's /metrics: one fixed port per instance, so that Prometheus
     finds each worker of a host where its configuration says (no hunting for a free port)."""
@@ -252,6 +260,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         log_level=log_level,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        access_log=_switch(env, "ML_ACCESS_LOG", True),
         log_format=log_format,
         broker_queue_type=queue_type,
         incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
