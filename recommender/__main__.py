@@ -51,7 +51,6 @@ def _tenants(service: TrainingService, settings: Settings,
 
 def cmd_train(args: argparse.Namespace) -> int:
     settings, export_dir = _settings_for(args.export_dir)
-    _logging(settings)
     from published.locks import worker_name
     from recommender.console import ConsoleProgress, print_results
     from runtime import redisconn
@@ -79,7 +78,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     settings = load_or_exit(require_totara=False)
-    _logging(settings)
     from recommender.console import print_results
     from runtime import redisconn
 
@@ -112,7 +110,6 @@ def cmd_import_oulad(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = load_or_exit(require_totara=False)
-    _logging(settings)
     from recommender.ingest import export
     from recommender.offline import evalreport, evaluate
     from runtime.errors import ExportError
@@ -202,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Every command logs the service's way (ML_LOG_FORMAT, redaction), the ones that read no
+    # other setting too.
+    _logging(load_or_exit(require_totara=False))
     return args.run(args)
 
 

@@ -21,9 +21,10 @@ SIGNATURE = signature("1700000000", "some-key")
 # Each entry point's own set-up, then a line from a library logger that carries secrets.
 ENTRY_SETUPS = {
     "training command line": (
-        "from recommender.__main__ import _logging\n"
-        "from runtime.config import load_or_exit\n"
-        "_logging(load_or_exit(require_totara=False))\n"),
+        "import os, sys\n"
+        "from recommender.__main__ import main\n"
+        "main(['demo-data', os.environ['EXPORT'], '--tenants', '1', '--users', '20',\n"
+        "      '--items', '12', '--interactions', '100'])\n"),
     "publisher": (
         "from consumer.sender import main\n"
         "main(['export-ready', '--connect-retries', '0'])\n"),
@@ -41,9 +42,10 @@ def _run(setup: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_SETUPS))
-def test_entry_point_logs_json_lines_with_secrets_redacted(entry, base_env):
+def test_entry_point_logs_json_lines_with_secrets_redacted(entry, base_env, tmp_path):
     # Given ML_LOG_FORMAT=json and a key, a signature and a URL password in a log call
     env = {**os.environ, **base_env, "ML_LOG_FORMAT": "json", "SIG": SIGNATURE,
+           "EXPORT": str(tmp_path / "export"),
            "ML_BROKER_URL": "amqp://ml:pa55word@127.0.0.1:1//"}
     # When the entry point has set logging up
     done = _run(ENTRY_SETUPS[entry], env)
