@@ -99,3 +99,22 @@ def test_a_worker_started_as_systemd_starts_worker_10_serves_its_metrics_port(
         assert worker.wait(timeout=20) == 0
     finally:
         stop_process(worker)
+
+
+def test_honcho_workers_of_the_procfile_get_consecutive_ports(base_env):
+    # Given `honcho start -c worker=3`: honcho names the processes worker.1 .. worker.3 and runs
+    # each Procfile line through the shell
+    from honcho.environ import expand_processes, parse_procfile
+
+    procfile = parse_procfile((ROOT / "Procfile").read_text())
+    command = procfile.processes["worker"].replace(
+        "python -m consumer", f"{sys.executable} -c 'from runtime.config import from_env; "
+        "print(from_env(require_totara=False).metrics_port)'")
+    ports = []
+    for process in expand_processes({"worker": command}, concurrency={"worker": 3}):
+        env = {**os.environ, **base_env, **process.env}
+        env.pop("ML_METRICS_PORT", None)
+        ports.append(int(subprocess.run(process.cmd, shell=True, env=env, cwd=ROOT, text=True,
+                                        capture_output=True, check=True).stdout))
+    # Then each has its own port from the default, as Prometheus expects them
+    assert ports == [9102, 9103, 9104]
