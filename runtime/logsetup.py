@@ -61,7 +61,8 @@ def printable(text: str, limit: int | None = 500) -> str:
     ``limit`` characters."""
     if limit is not None and len(text) > limit:
         text = text[:limit] + "..."
-    return _CONTROL.sub(_escape, text)
+    # isprintable() is False for every character _CONTROL matches: the usual line costs no regex.
+    return text if text.isprintable() else _CONTROL.sub(_escape, text)
 
 
 def _escape(found: re.Match[str]) -> str:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from runtime import logsetup
 from runtime.config import from_env
+from runtime.errors import ConfigError
 from runtime.signing import signature, signed_headers
 from tests.faults.servers import free_port, stop_process
 
@@ -88,6 +89,8 @@ def test_control_characters_in_a_path_cannot_forge_a_line(api, log_lines, fmt):
 
 def test_ml_access_log_0_turns_it_off(make_api, base_env, access_lines):
     assert from_env(base_env).access_log is True
+    with pytest.raises(ConfigError, match="ML_ACCESS_LOG='yes': expected 1"):
+        from_env({**base_env, "ML_ACCESS_LOG": "yes"})
     lines = access_lines()
     quiet = make_api(from_env({**base_env, "ML_ACCESS_LOG": "0"}))
     quiet.get("/livez", headers={})
