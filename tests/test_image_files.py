@@ -10,7 +10,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,19 +106,27 @@ def assemble(tmp: Path) -> Stage:
     return stage
 
 
-def _command(image: Stage) -> list[str]:
-    """The image's command, found on its PATH inside the assembled files (else in this venv)."""
+def _command(image: Stage, command: list[str]) -> list[str]:
+    """``command`` as the image runs it: a program on its PATH inside the assembled files, else
+    a module of its Python (gunicorn is a package of the lock, which the test does not copy)."""
     for folder in image.env.get("PATH", "").split(":"):
-        found = image.path(folder) / image.cmd[0]
+        found = image.path(folder) / command[0]
         if folder.startswith("/") and found.exists():
-            return [str(found), *image.cmd[1:]]
-    return [str(Path(sys.executable).with_name(image.cmd[0])), *image.cmd[1:]]
+            return [str(found), *command[1:]]
+    python = image.path("/opt/venv/bin/python")
+    return [str(python), "-m", *command] if python.exists() else command
 
 
+def _compose_web_command() -> list[str]:
+    yaml = pytest.importorskip("yaml")
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"][
+        "command"]
 
-@pytest.fixture
-def image_api(tmp_path, real_redis_url):
+
+@pytest.fixture(params=["the image's CMD", "docker-compose's web command"])
+def image_api(request, tmp_path, real_redis_url):
     image = assemble(tmp_path)
+    command = image.cmd if request.param.endswith("CMD") else _compose_web_command()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ML_", "PYTHONPATH"))}
     env.update({k: v for k, v in image.env.items() if k != "PATH"})
@@ -128,7 +135,7 @@ def image_api(tmp_path, real_redis_url):
                 "ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs"),
                 "WEB_CONCURRENCY": "1"})
     log = (tmp_path / "api.log").open("w")
-    process = subprocess.Popen(_command(image), cwd=image.path("."), env=env, stdout=log,
+    process = subprocess.Popen(_command(image, command), cwd=image.path("."), env=env, stdout=log,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
