@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     reader = Reader(client, pointer_ttl=pointer_ttl)
 
     # The observer goes first: it also counts the 401s that authentication answers.
-    app = falcon.App(middleware=[RequestObserver(),
+    app = falcon.App(middleware=[RequestObserver(settings.access_log),
                                  TotaraAuth(settings.totara_key, settings.dev, auth_state)])
     ErrorHandlers(settings.dev).install(app)
     app.add_route("/", Home(settings.dev, client, broker_url, settings.retrain_freq_minutes))

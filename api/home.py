@@ -30,7 +30,9 @@ ENDPOINTS = (
     ("GET /metrics", "Prometheus metrics, no authentication"),
     ("GET /openapi.json", "OpenAPI 3 description of these endpoints"),
 )
-OPENAPI_FILE = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+# Beside the code, so an installed package and an image serve it too (in a checkout a link to
+# docs/openapi.json).
+OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.json"
 _STYLE = """
     body { font-family: system-ui, sans-serif; margin: 2em; color: #222; font-size: 14px; }
     table { border-collapse: collapse; margin: 1em 0; }
@@ -196,7 +198,7 @@ class Favicon:
 
 
 class OpenApi:
-    """Serves docs/openapi.json, read once; 404 when the checkout does not have it."""
+    """Serves api/openapi.json (docs/openapi.json), read once; 404 if it is missing."""
 
     def __init__(self, path: Path = OPENAPI_FILE) -> None:
         self._document = path.read_bytes() if path.is_file() else None

@@ -1,9 +1,13 @@
-"""Middleware around every request: a request id for its log lines, its count and its latency.
+"""Middleware around every request: a request id for its log lines, its count and its latency,
+and the access log: one line per request (method, path, status, outcome, milliseconds, request
+id).
 
 It is the first middleware, so it also sees the 401s that authentication answers before any
 resource runs. Its cost is a few microseconds a request: the metric children are resolved once
 per (endpoint, outcome) and kept, and the outcome of a success is read from the first bytes of
-the body; only failure envelopes are parsed.
+the body; only failure envelopes are parsed. The access line is a log record like any other,
+formatted and written by the service's handler: it costs more than the rest together (docs/api.md),
+which ML_ACCESS_LOG=0 saves.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ _CALLER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 
 
 class RequestObserver:
-    def __init__(self) -> None:
+    def __init__(self, access_log: bool = True) -> None:
+        # The only access log: gunicorn's own stays off (api/gunicorn_conf.py), one line each.
+        self._access_log = access_log
         self._counters: dict[tuple[str, str], Counter] = {}
         self._histograms: dict[str, Histogram] = {}
         # A random prefix per process and a counter: unique enough to find a request's lines,
@@ -71,7 +77,17 @@ class RequestObserver:
             histogram = self._histograms[endpoint] = metrics.LATENCY.labels(endpoint)
         histogram.observe(elapsed)
         resp.set_header(REQUEST_ID_HEADER, context.request_id)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s %d %s %.1fms", req.method, req.path, status, outcome,
-                      elapsed * 1000)
+        if self._access_log and log.isEnabledFor(logging.INFO):
+            access(req, status, outcome, elapsed)
         logsetup.unbind(context.log_token)
+
+
+def access(req: falcon.Request, status: int, outcome: str, elapsed: float) -> None:
+    """The access line; the request id comes from the bound context. Never the query string
+    (it may carry signed parameters) nor a header; what the client chose (method, path) is
+    escaped, so a %0A in a path cannot start a line of its own."""
+    method, path = logsetup.printable(req.method, 16), logsetup.printable(req.path)
+    duration_ms = round(elapsed * 1000, 1)
+    log.info("%s %s %d %s %.1fms", method, path, status, outcome, duration_ms,
+             extra={"method": method, "path": path, "status": status, "outcome": outcome,
+                    "duration_ms": duration_ms})

@@ -87,7 +87,7 @@ def run_worker(settings: Settings | None = None, **options: object) -> int:
         # Its own client: scrapes run on the metrics server's thread.
         scrape_client = connect(settings, socket_timeout=2, socket_connect_timeout=2)
         worker_metrics.serve(settings.metrics_port, lambda: scrape_client,
-                             settings.retrain_freq_minutes)
+                             settings.retrain_freq_minutes, addr=settings.metrics_host)
     log.info("worker %s starting (retrain every %d min)", worker.context.owner,
              settings.retrain_freq_minutes)
     context = worker.context

@@ -1,4 +1,5 @@
-"""The worker's Prometheus metrics, served on ``ML_METRICS_PORT`` (default 9102; 0 = off).
+"""The worker's Prometheus metrics, served on ``ML_METRICS_PORT`` + ``ML_WORKER_INSTANCE`` - 1
+(default 9102; 0 = off) at ``ML_WORKER_METRICS_HOST`` (default 127.0.0.1).
 
 What this process did: events by type and outcome, training time by stage, dead letters, waits
 for a tenant lock, whether a training runs now. What is true of every tenant (its published
@@ -44,11 +45,6 @@ LOCK_WAITS = Counter("totara_ml_worker_lock_waits",
 TRAINING = Gauge("totara_ml_worker_training_in_progress",
                  "1 while this worker runs a training or a tenants.csv download")
 
-# How many ports above ML_METRICS_PORT to try: several workers on one host (honcho -c worker=3)
-# each take the next free one.
-PORT_ATTEMPTS = 16
-
-
 def _type(delivery: Any) -> str:
     event = getattr(delivery, "event", None)
     return event.type if event is not None else "invalid"
@@ -91,27 +87,22 @@ def registry(client: Callable[[], redis.Redis], retrain_minutes: int) -> Collect
 
 
 def serve(port: int, client: Callable[[], redis.Redis], retrain_minutes: int,
-          addr: str = "0.0.0.0") -> int | None:
-    """Serve /metrics on ``port`` or the next free one; the port taken, None if none was free."""
+          addr: str = "127.0.0.1") -> int | None:
+    """Serve /metrics on ``port``; the port, or None when it cannot be bound.
+
+    No other port is tried: each worker's port is fixed by its instance number, so Prometheus
+    scrapes the worker it means to. A port taken or not bindable leaves the worker training,
+    without metrics, and says why at start.
+    """
     # The *_created series double what a scrape carries and no dashboard reads them.
     disable_created_metrics()
-    served = registry(client, retrain_minutes)
-    for candidate in range(port, min(port + PORT_ATTEMPTS, 65536)):
-        try:
-            _start_http_server(candidate, addr=addr, registry=served)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                continue
-            # A port below 1024 for an unprivileged user, an address not of this host: the
-            # worker still trains, and says loudly why it has no metrics.
-            log.error("cannot serve metrics on port %d: %s; this worker exposes no metrics",
-                      candidate, exc)
-            return None
-        if candidate != port:
-            log.info("metrics port %d is taken (another worker on this host?); using %d",
-                     port, candidate)
-        log.info("metrics on http://%s:%d/metrics", addr, candidate)
-        return candidate
-    log.warning("no free port from %d to %d: this worker exposes no metrics", port,
-                port + PORT_ATTEMPTS - 1)
-    return None
+    try:
+        _start_http_server(port, addr=addr, registry=registry(client, retrain_minutes))
+    except OSError as exc:
+        hint = (" (another worker with the same ML_WORKER_INSTANCE on this host?)"
+                if exc.errno == errno.EADDRINUSE else "")
+        log.error("cannot serve metrics on %s:%d: %s%s; this worker exposes no metrics",
+                  addr, port, exc.strerror or exc, hint)
+        return None
+    log.info("metrics on http://%s:%d/metrics", addr, port)
+    return port

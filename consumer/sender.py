@@ -119,9 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
         return 0
     from consumer import broker
+    from runtime import logsetup
     from runtime.config import load_or_exit
 
     settings = load_or_exit(require_totara=False)  # publishing never talks to Totara
+    # kombu's warnings about the broker go through the service's format and redaction.
+    logsetup.configure(settings.log_level, settings.log_format, [settings.totara_key])
     try:
         connection, topology = broker.from_settings(settings)
     except (ConfigError, RuntimeError) as exc:

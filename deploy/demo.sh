@@ -4,7 +4,8 @@
 # port 5000 and a worker (Ctrl-C stops both). Set ML_* variables to override the demo values.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash deploy/setup.sh
+# --dev: the demo runs the Procfile with honcho, a development tool (requirements-dev.txt).
+bash deploy/setup.sh --dev
 export PATH="$PWD/.venv/bin:$PATH"  # the Procfile runs gunicorn and python from the venv
 
 mkdir -p data

@@ -6,11 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-requirements=requirements.txt
-[ "${1:-}" = "--dev" ] && requirements=requirements-dev.txt
+requirements="requirements.txt"
+[ "${1:-}" = "--dev" ] && requirements="requirements.txt requirements-eval.txt requirements-dev.txt"
 # The lock file pins every package, transitive ones too, with the hashes of its files: a fresh
 # install is the tested install (README, "Pinned installs").
-lock=${requirements%.txt}.lock
+lock=requirements.lock
+[ "${1:-}" = "--dev" ] && lock=requirements-dev.lock
 
 python=""
 for candidate in python3.11 python3; do
@@ -44,16 +45,59 @@ if ! system_ready; then
   fi
 fi
 
-[ -x .venv/bin/python ] || "$python" -m venv .venv
-digest=$({ cat requirements*.txt requirements*.lock 2>/dev/null || true; } | sha256sum)
-stamp=.venv/.installed-${digest:0:16}-$(basename "$requirements")
-if [ ! -e "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==24.3.1
-  if [ -f "$lock" ]; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
-      -r "$lock"
-  else
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+step() { echo "setup: [$1/3] $2"; }
+
+# pip's output, one labelled line per package or step (the whole of it in .venv/pip.log): a
+# first install downloads ~40 packages and compiles LightFM, minutes in which nothing else shows.
+progress() {
+  local number=$1 total=$2 count=0 line
+  while IFS= read -r line; do
+    case "$line" in
+      Collecting*)
+        count=$((count + 1)); step "$number" "downloading ${line#Collecting } ($count of $total)" ;;
+      *"Building wheel for"*started*)
+        step "$number" "compiling ${line#*for } (LightFM: a minute or two)" ;;
+      *"still running"*) step "$number" "still compiling..." ;;
+      "Installing collected packages"*) step "$number" "unpacking into .venv" ;;
+    esac
+  done
+}
+
+# pip_install STEP TOTAL ARGS...: pip install ARGS, its progress labelled as step STEP.
+pip_install() {
+  local number=$1 total=$2; shift 2
+  if ! .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off "$@" \
+      2>&1 | tee .venv/pip.log | progress "$number" "$total"; then
+    echo "setup: pip failed; the end of its output (all of it: .venv/pip.log):" >&2
+    tail -n 25 .venv/pip.log >&2
+    exit 1
   fi
-  touch "$stamp"
+}
+
+if [ ! -x .venv/bin/python ]; then
+  step 1 "creating the virtual environment .venv"
+  "$python" -m venv .venv
 fi
+digest=$({ cat pyproject.toml requirements*.txt requirements*.lock 2>/dev/null || true; } \
+  | sha256sum)
+stamp=.venv/.installed-${digest:0:16}-${lock%.lock}
+if [ -e "$stamp" ]; then
+  echo "setup: .venv is up to date ($lock)"
+  exit 0
+fi
+step 1 "pip 24.3.1 in .venv"
+pip_install 1 1 --upgrade pip==24.3.1
+if [ -f "$lock" ]; then
+  step 2 "installing the pinned packages of $lock"
+  pip_install 2 "$(grep -c '^[A-Za-z0-9]' "$lock")" --require-hashes -r "$lock"
+else
+  step 2 "installing $requirements"
+  # shellcheck disable=SC2046  # one -r per file
+  pip_install 2 "?" $(printf -- '-r %s ' $requirements)
+fi
+# The service itself, editable: the console commands (totara-recommender-api, -worker,
+# -publish, totara-recommender) run the code of this checkout.
+step 3 "installing the service's commands into .venv/bin"
+pip_install 3 1 --no-deps --no-build-isolation --editable .
+touch "$stamp"
+echo "setup: done; the commands are in .venv/bin (README, Commands)"

@@ -10,6 +10,7 @@ from pathlib import Path
 from published.runs import RunStatus
 from recommender.outcome import TenantResult
 from recommender.service import TrainingService
+from runtime import logsetup
 from runtime.config import Settings, load_or_exit
 from runtime.errors import describe
 
@@ -26,8 +27,8 @@ def _settings_for(export_dir: Path | None) -> tuple[Settings, Path | None]:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The service's format (ML_LOG_FORMAT) and redaction, as the API and the worker log.
+    logsetup.configure(settings.log_level, settings.log_format, [settings.totara_key])
     # Per-stage progress is printed by the console; library INFO lines would repeat it. The
     # training side logs under its own packages and those it publishes through.
     for package in ("recommender", "published", "runtime"):
@@ -50,7 +51,6 @@ def _tenants(service: TrainingService, settings: Settings,
 
 def cmd_train(args: argparse.Namespace) -> int:
     settings, export_dir = _settings_for(args.export_dir)
-    _logging(settings)
     from published.locks import worker_name
     from recommender.console import ConsoleProgress, print_results
     from runtime import redisconn
@@ -78,7 +78,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     settings = load_or_exit(require_totara=False)
-    _logging(settings)
     from recommender.console import print_results
     from runtime import redisconn
 
@@ -111,7 +110,6 @@ def cmd_import_oulad(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = load_or_exit(require_totara=False)
-    _logging(settings)
     from recommender.ingest import export
     from recommender.offline import evalreport, evaluate
     from runtime.errors import ExportError
@@ -139,10 +137,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# argparse prints descriptions as they are: plain sentences, no markup.
+DESCRIPTION = ("Training side of the recommender: train and publish tenants, republish saved "
+               "models, write demo or OULAD exports, evaluate offline. "
+               "'COMMAND --help' describes each command.")
+
+
+def _command(sub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose own --help starts with what it does (the list shows the same text)."""
+    return sub.add_parser(name, help=text, description=text[:1].upper() + text[1:] + ".")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m recommender", description=__doc__)
-    sub = top.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train every tenant (or some) and publish to Redis")
+    top = argparse.ArgumentParser(prog="python -m recommender", description=DESCRIPTION)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = _command(sub, "train", "train every tenant (or some) and publish to Redis")
     train.add_argument("--export-dir", type=Path, help="read the export from this folder "
                        "instead of downloading it (default: ML_EXPORT_DIR)")
     train.add_argument("--tenant", action="append", default=[], help="only this tenant "
@@ -152,10 +161,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true",
                        help="train even when this export is already published")
     train.set_defaults(run=cmd_train)
-    restore = sub.add_parser("restore", help="republish the saved models without retraining")
+    restore = _command(sub, "restore", "republish the saved models without retraining")
     restore.add_argument("--tenant", action="append", default=[])
     restore.set_defaults(run=cmd_restore)
-    demo = sub.add_parser("demo-data", help="write a synthetic Totara export")
+    demo = _command(sub, "demo-data", "write a synthetic Totara export")
     demo.add_argument("dir", type=Path)
     demo.add_argument("--tenants", type=int, default=3)
     demo.add_argument("--users", type=int, default=2000)
@@ -163,11 +172,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--interactions", type=int, default=40000)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=cmd_demo_data)
-    oulad = sub.add_parser("import-oulad", help="turn the OULAD tables into a Totara export")
+    oulad = _command(sub, "import-oulad", "turn the OULAD tables into a Totara export")
     oulad.add_argument("src", type=Path)
     oulad.add_argument("dir", type=Path)
     oulad.set_defaults(run=cmd_import_oulad)
-    evaluate = sub.add_parser("evaluate", help="measure the production training against "
+    evaluate = _command(sub, "evaluate", "measure the production training against "
                               "baselines on held-out interactions; reports under reports/")
     evaluate.add_argument("--export-dir", type=Path, required=True)
     evaluate.add_argument("--tenant", action="append", default=[],
@@ -190,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Every command logs the service's way (ML_LOG_FORMAT, redaction), the ones that read no
+    # other setting too.
+    _logging(load_or_exit(require_totara=False))
     return args.run(args)
 
 

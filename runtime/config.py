@@ -10,11 +10,11 @@ import ipaddress
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from runtime.envparse import number, on_off, one_of, url, whole_number
 from runtime.errors import ConfigError
 from runtime.schedule import Schedule, parse_spread, parse_time_of_day
 
@@ -52,7 +52,8 @@ class Settings:
     embedded_dir: Path
     log_level: str
     # Defaults here too: callers that build Settings by hand need not know the newer fields.
-    metrics_port: int = 9102  # the worker's /metrics; 0 = off
+    # The worker's /metrics: ML_METRICS_PORT + ML_WORKER_INSTANCE - 1 (0 = off), on metrics_host
+    metrics_port: int = 9102
     log_format: str = "text"  # text | json
     # classic | quorum: the type of the work queues on RabbitMQ (quorum for a RabbitMQ cluster)
     broker_queue_type: str = "classic"
@@ -65,6 +66,8 @@ class Settings:
     # Seconds a worker told to stop waits for the training in hand before handing it back;
     # the recipes give the process manager's own stop timeout a margin beyond it.
     worker_stop_grace: float = 8.0
+    metrics_host: str = "127.0.0.1"
+    access_log: bool = True  # one log line per API request (ML_ACCESS_LOG=0: none)
 
     @property
     def schedule(self) -> Schedule:
@@ -75,43 +78,6 @@ class Settings:
     def gunicorn_bind(self) -> list[str]:
         """``ML_BIND`` in gunicorn's syntax: waitress' ``*:5000`` means every interface."""
         return [("0.0.0.0" + b[1:]) if b.startswith("*:") else b for b in self.bind.split()]
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number from {low} to {high}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r}: expected a number from {low:g} to {high:g}")
-    return value
-
-
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return None
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        raise ConfigError(f"{name}={raw!r}: expected a URL starting with "
-                          + " or ".join(f"{s}://" for s in schemes))
-    return raw
 
 
 def _bind(raw: str) -> str:
@@ -157,17 +123,9 @@ def start_warnings(settings: Settings) -> list[str]:
     return problems
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],
-            expected: str, case: Callable[[str], str] = str) -> str:
-    value = case(env.get(name, "").strip() or default)
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r}: expected {expected}")
-    return value
-
-
 def _totara(env: Mapping[str, str], require_totara: bool) -> tuple[str | None, str]:
     """(ML_TOTARA_URL, ML_TOTARA_KEY); both must be set when ``require_totara``."""
-    totara_url = _url(env, "ML_TOTARA_URL", ("http", "https"))
+    totara_url = url(env, "ML_TOTARA_URL", ("http", "https"))
     totara_key = env.get("ML_TOTARA_KEY", "")
     if require_totara:
         if totara_url is None:
@@ -206,56 +164,79 @@ def _broker_prefix(env: Mapping[str, str]) -> str:
 
 def _retrain_timer(env: Mapping[str, str]) -> tuple[int, int, int]:
     """(minutes between retrains, their time of day and their spread in seconds)."""
-    minutes = _int(env, "ML_RECOMMENDATION_RETRAIN_FREQ", 1440, 1, 525600)
+    minutes = whole_number(env, "ML_RECOMMENDATION_RETRAIN_FREQ", 1440, 1, 525600)
     at = parse_time_of_day("ML_RETRAIN_AT", env.get("ML_RETRAIN_AT", ""))
     spread = parse_spread("ML_RETRAIN_SPREAD", env.get("ML_RETRAIN_SPREAD", ""), minutes * 60)
     return minutes, at, spread
+
+
+def _worker_metrics(env: Mapping[str, str]) -> tuple[int, str]:
+    """(port, address) of a worker's /metrics: one fixed port per instance, so that Prometheus
+    finds each worker of a host where its configuration says (no hunting for a free port)."""
+    base = whole_number(env, "ML_METRICS_PORT", 9102, 0, 65535)
+    instance = whole_number(env, "ML_WORKER_INSTANCE", 1, 1, 65535)
+    host = env.get("ML_WORKER_METRICS_HOST", "").strip() or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"ML_WORKER_METRICS_HOST={host!r}: expected an IP address of this "
+                          "host, such as 127.0.0.1 (the default) or 0.0.0.0 (every "
+                          "interface)") from None
+    port = base + instance - 1 if base else 0
+    if port > 65535:
+        raise ConfigError(f"ML_WORKER_INSTANCE={instance} with ML_METRICS_PORT={base}: the "
+                          f"metrics port would be {port} (ML_METRICS_PORT + ML_WORKER_INSTANCE "
+                          "- 1); expected at most 65535: lower ML_METRICS_PORT")
+    return port, host
 
 
 def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
     """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
     env = os.environ if env is None else env
     totara_url, totara_key = _totara(env, require_totara)
-    algorithm = _choice(env, "ML_RECOMMENDATION_ALGORITHM", "hybrid", ALGORITHMS,
+    algorithm = one_of(env, "ML_RECOMMENDATION_ALGORITHM", "hybrid", ALGORITHMS,
                         "one of " + ", ".join(ALGORITHMS))
     dev, bind = _dev_and_bind(env)
     export_dir = _export_dir(env)
     broker_prefix = _broker_prefix(env)
-    log_level = _choice(env, "ML_LOG_LEVEL", "INFO", LOG_LEVELS, "DEBUG, INFO, WARNING or ERROR",
+    log_level = one_of(env, "ML_LOG_LEVEL", "INFO", LOG_LEVELS, "DEBUG, INFO, WARNING or ERROR",
                         str.upper)
-    queue_type = _choice(env, "ML_BROKER_QUEUE_TYPE", "classic", QUEUE_TYPES,
+    queue_type = one_of(env, "ML_BROKER_QUEUE_TYPE", "classic", QUEUE_TYPES,
                          "classic or quorum", str.lower)
-    log_format = _choice(env, "ML_LOG_FORMAT", "text", LOG_FORMATS, "text or json", str.lower)
+    log_format = one_of(env, "ML_LOG_FORMAT", "text", LOG_FORMATS, "text or json", str.lower)
     retrain_freq, retrain_at, retrain_spread = _retrain_timer(env)
+    metrics_port, metrics_host = _worker_metrics(env)
     return Settings(
         totara_url=totara_url.rstrip("/") if totara_url else None,
         totara_key=totara_key or None,
         models_dir=Path(env.get("ML_MODELS_DIR", "").strip() or "data/models"),
         logs_dir=Path(env.get("ML_LOGS_DIR", "").strip() or "data/logs"),
         retrain_freq_minutes=retrain_freq,
-        num_threads=_int(env, "ML_NUM_THREADS", 4, 1, 256),
+        num_threads=whole_number(env, "ML_NUM_THREADS", 4, 1, 256),
         algorithm=algorithm,
         dev=dev,
         bind=bind,
-        redis_url=_url(env, "ML_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster")),
-        broker_url=_url(env, "ML_BROKER_URL",
+        redis_url=url(env, "ML_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster")),
+        broker_url=url(env, "ML_BROKER_URL",
                         ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")),
         broker_prefix=broker_prefix,
         export_dir=export_dir,
-        top_k=_int(env, "ML_TOP_K", 50, 1, 1000),
-        download_retry_delay=_float(env, "ML_DOWNLOAD_RETRY_DELAY", 60.0, 0.0, 3600.0),
-        download_retries=_int(env, "ML_DOWNLOAD_RETRIES", 3, 0, 100),
-        download_timeout=_float(env, "ML_DOWNLOAD_TIMEOUT", 60.0, 0.1, 3600.0),
-        publish_grace_seconds=_int(env, "ML_PUBLISH_GRACE", 300, 0, 86400),
+        top_k=whole_number(env, "ML_TOP_K", 50, 1, 1000),
+        download_retry_delay=number(env, "ML_DOWNLOAD_RETRY_DELAY", 60.0, 0.0, 3600.0),
+        download_retries=whole_number(env, "ML_DOWNLOAD_RETRIES", 3, 0, 100),
+        download_timeout=number(env, "ML_DOWNLOAD_TIMEOUT", 60.0, 0.1, 3600.0),
+        publish_grace_seconds=whole_number(env, "ML_PUBLISH_GRACE", 300, 0, 86400),
         embedded_dir=Path(env.get("ML_EMBEDDED_DIR", "").strip() or "data/redis"),
         log_level=log_level,
-        metrics_port=_int(env, "ML_METRICS_PORT", 9102, 0, 65535),
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        access_log=on_off(env, "ML_ACCESS_LOG", True),
         log_format=log_format,
         broker_queue_type=queue_type,
-        incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
+        incremental_runs=whole_number(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
         retrain_at_seconds=retrain_at,
         retrain_spread_seconds=retrain_spread,
-        worker_stop_grace=_float(env, "ML_WORKER_STOP_GRACE", 8.0, 0.0, 86400.0),
+        worker_stop_grace=number(env, "ML_WORKER_STOP_GRACE", 8.0, 0.0, 86400.0),
     )
 
 

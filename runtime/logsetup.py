@@ -27,6 +27,9 @@ _secrets: set[str] = set()
 # A signature is the SHA-256 of time + key: valid for 30 s to anyone who reads it.
 _SIGNATURE = re.compile(r"\b[0-9a-fA-F]{64}\b")
 _URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+# Characters that end or rewrite a line on a terminal or in a log reader.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_JSON_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 # LogRecord attributes that are not the caller's extra fields.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "context"}
 
@@ -52,6 +55,21 @@ def register_secrets(values: Iterable[str | None]) -> None:
             _secrets.add(value)
 
 
+def printable(text: str, limit: int | None = 500) -> str:
+    """``text`` from a request, safe on one log line: control characters (CR, LF, ESC, the
+    Unicode line separators) escaped so none can end the line and forge another, and cut at
+    ``limit`` characters."""
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    # isprintable() is False for every character _CONTROL matches: the usual line costs no regex.
+    return text if text.isprintable() else _CONTROL.sub(_escape, text)
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
+
+
 def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
@@ -66,8 +84,15 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = _CONTEXT.get()
-        record.context = ("".join(f" {k}={v}" for k, v in fields.items()) if fields else "")
+        record.context = printable("".join(f" {k}={v}" for k, v in fields.items())
+                                   if fields else "", limit=None)
         return redact(super().format(record))
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        # One line per event whatever the message carries (a path, an exception's text from a
+        # client's data); a traceback, added after this, keeps its lines.
+        record.message = printable(record.message, limit=None)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -86,7 +111,8 @@ class JsonFormatter(logging.Formatter):
                 line[name] = value if isinstance(value, int | float | bool) else redact(str(value))
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # json escapes the C0 controls; these three end a line for many readers too.
+        return json.dumps(line, ensure_ascii=False, default=str).translate(_JSON_BREAKS)
 
 
 def formatter(fmt: str) -> logging.Formatter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -78,6 +79,17 @@ def test_restore_without_saved_models_says_so(cli_env):
     assert "no saved models" in done.stderr
 
 
+@pytest.fixture
+def keep_log_levels():
+    """The command sets the training side's loggers to WARNING; later tests expect their INFO."""
+    loggers = [logging.getLogger(name) for name in ("", "recommender", "published", "runtime")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("keep_log_levels")
 def test_train_leaves_alone_a_tenant_that_a_worker_is_training(base_env, tmp_path, fake_redis,
                                                              monkeypatch, capsys):
     from published.locks import TenantLock

@@ -91,7 +91,7 @@ def test_systemd_units_run_the_api_and_numbered_workers():
     assert web["Service"]["EnvironmentFile"] == "/etc/totara-ml/totara-ml.env"
     worker = _unit("totara-ml-worker@.service")
     assert worker["Service"]["ExecStart"].endswith("python -m consumer")
-    assert worker["Service"]["Environment"] == "ML_METRICS_PORT=910%i"
+    assert worker["Service"]["Environment"] == "ML_METRICS_PORT=9101 ML_WORKER_INSTANCE=%i"
     for unit in (web, worker):
         assert unit["Service"]["User"] == "totara-ml"
         assert unit["Install"]["WantedBy"] == "multi-user.target"

@@ -34,6 +34,8 @@ def _direct(path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("txt, lock", [("requirements.txt", "requirements.lock"),
+                                       ("requirements.txt", "requirements-dev.lock"),
+                                       ("requirements-eval.txt", "requirements-dev.lock"),
                                        ("requirements-dev.txt", "requirements-dev.lock")])
 def test_the_lock_pins_every_requirement_at_its_version_with_hashes(txt, lock):
     locked = _pins(ROOT / lock)

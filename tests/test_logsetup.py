@@ -7,6 +7,10 @@ import json
 import logging
 import threading
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from runtime import logsetup
 from runtime.signing import signature
 
@@ -62,3 +66,15 @@ def test_json_lines_have_fields_extras_and_redacted_exceptions():
     assert record["tenant"] == "5" and record["tries"] == 2
     assert "json-secret-key-77" not in stream.getvalue()
     assert "RuntimeError" in record["exception"]
+
+
+@given(st.text(max_size=200))
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_whatever_a_message_carries_it_stays_one_line(fmt, text):
+    # A client's path, an event field or an exception's text can hold CR, LF, NEL, U+2028...
+    logger, stream = _logger(fmt)
+    logger.warning("got %s", text)
+    written = stream.getvalue()
+    assert written.endswith("\n") and len(written[:-1].splitlines()) == 1
+    if fmt == "json":
+        assert json.loads(written)["message"] == logsetup.redact("got " + text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -117,9 +120,16 @@ def markdown(result: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
+def plot(result: dict, path: Path) -> bool:
+    """Draw the precision and recall curves; False (and a warning) without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        # An optional extra: the service runs without it, and the report's tables do not need it.
+        log.warning("no plot: matplotlib is not installed (pip install "
+                    "'totara-recommender[eval]' or pip install -r requirements-eval.txt); "
+                    "the tables are in the .md and .json reports")
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -139,10 +149,11 @@ def plot(result: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def write(result: dict, out_dir: Path, command: str) -> list[Path]:
-    """Write ``evaluation_<tenant>_<protocol>.{md,json,png}``; returns the paths."""
+    """Write ``evaluation_<tenant>_<protocol>.{md,json,png}``; returns the paths written."""
     result.setdefault("date", time.strftime("%Y-%m-%d %H:%M %Z"))
     result.setdefault("machine", machine())
     result["command"] = command
@@ -151,8 +162,7 @@ def write(result: dict, out_dir: Path, command: str) -> list[Path]:
     paths = [stem.with_suffix(".md"), stem.with_suffix(".json"), stem.with_suffix(".png")]
     paths[0].write_text(markdown(result, command))
     paths[1].write_text(json.dumps(result, indent=1, default=float))
-    plot(result, paths[2])
-    return paths
+    return paths if plot(result, paths[2]) else paths[:2]
 
 
 def summary(result: dict) -> str:

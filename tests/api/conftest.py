@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Callable
 
 import fakeredis
 import pytest
 from api_client import KEY, Api
 
+from runtime import logsetup
 from runtime.config import Settings, from_env
 
 
@@ -34,3 +37,26 @@ def make_api(settings: Settings, fake_redis: fakeredis.FakeRedis) -> Callable[..
 @pytest.fixture
 def api(make_api: Callable[..., Api]) -> Api:
     return make_api()
+
+
+@pytest.fixture
+def log_lines():
+    """Everything logged during the test, formatted by the service's handler."""
+    made = []
+
+    def capture(fmt: str = "text") -> io.StringIO:
+        stream = io.StringIO()
+        handler = logsetup.Handler(fmt, stream=stream)
+        handler.setLevel(logging.DEBUG)
+        logging.getLogger().addHandler(handler)
+        made.append(handler)
+        return stream
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    logsetup.register_secrets([KEY])
+    yield capture
+    for handler in made:
+        root.removeHandler(handler)
+    root.setLevel(level)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -11,31 +10,7 @@ import pytest
 from api_client import KEY
 from publish_fixture import publish_tiny_model
 
-from runtime import logsetup
 from runtime.signing import signed_headers
-
-
-@pytest.fixture
-def log_lines():
-    """Everything logged during the test, formatted by the service's handler."""
-    made = []
-
-    def capture(fmt: str = "text") -> io.StringIO:
-        stream = io.StringIO()
-        handler = logsetup.Handler(fmt, stream=stream)
-        handler.setLevel(logging.DEBUG)
-        logging.getLogger().addHandler(handler)
-        made.append(handler)
-        return stream
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.DEBUG)
-    logsetup.register_secrets([KEY])
-    yield capture
-    for handler in made:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def test_every_request_log_line_has_the_request_id_and_it_is_returned(api, log_lines):

@@ -12,7 +12,7 @@ def test_procfile_runs_the_api_under_gunicorn_and_the_worker():
     procfile = parse_procfile((ROOT / "Procfile").read_text())
     assert procfile.processes == {
         "web": "gunicorn -c deploy/gunicorn.conf.py 'api.app:create_app()'",
-        "worker": "python -m consumer",
+        "worker": "ML_WORKER_INSTANCE=${HONCHO_PROCESS_NAME##*.} python -m consumer",
     }
 
 

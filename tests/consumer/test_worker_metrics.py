@@ -124,25 +124,37 @@ def test_training_log_lines_name_the_event(memory_url, prefix, settings, fake_re
         assert step in life
 
 
-def test_metrics_port_serves_worker_and_tenant_metrics_and_moves_past_a_taken_port(fake_redis):
+def _taken_port() -> socket.socket:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken
+
+
+def test_metrics_port_serves_worker_and_tenant_metrics(fake_redis):
     fake_redis.sadd(keys.TENANTS, "0")
     fake_redis.set(keys.current("0"), "v1")
     fake_redis.hset(keys.meta("0", "v1"), mapping={"status": "trained", "auc": "0.8",
                                                    "precision_at_10": "0.3",
                                                    "trained_at": time.time()})
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    port = taken.getsockname()[1]
-    try:
-        served = worker_metrics.serve(port, lambda: fake_redis, 1440, addr="127.0.0.1")
-    finally:
-        taken.close()
-    assert served is not None and served > port
+    with _taken_port() as probe:  # a port free a moment ago
+        port = probe.getsockname()[1]
+    served = worker_metrics.serve(port, lambda: fake_redis, 1440, addr="127.0.0.1")
+    assert served == port
     text = urllib.request.urlopen(f"http://127.0.0.1:{served}/metrics", timeout=5).read().decode()
     assert "totara_ml_worker_events_total" in text
     assert 'totara_ml_tenant_validation_score{metric="auc",tenant="0"} 0.8' in text
     assert 'totara_ml_tenant_last_success_timestamp_seconds{tenant="0"}' in text
+
+
+def test_a_taken_port_is_not_hunted_past_and_the_reason_is_logged(fake_redis, caplog):
+    # Given another process on the worker's port / When the worker serves its metrics
+    with _taken_port() as taken, caplog.at_level(logging.ERROR, logger="consumer"):
+        port = taken.getsockname()[1]
+        served = worker_metrics.serve(port, lambda: fake_redis, 1440, addr="127.0.0.1")
+    # Then no other port is taken (Prometheus would scrape the wrong worker), and it says why
+    assert served is None
+    assert f"127.0.0.1:{port}" in caplog.text and "ML_WORKER_INSTANCE" in caplog.text
 
 
 def test_a_port_that_cannot_be_bound_leaves_the_worker_without_metrics_not_stopped(fake_redis):
