@@ -129,6 +129,10 @@ class Settler:
                         ATTEMPT_HEADER: d.attempt, "x-dead-at": int(time.time()),
                         "x-dead-by": self.worker})
         body = message.body if message.body is not None else b""
+        if isinstance(body, str):
+            # py-amqp gives a bodyless message '' (str); kombu would encode a str with the
+            # message's content-encoding, which may be no codec at all ("binary").
+            body = body.encode("utf-8", "surrogateescape")
         self.producer.publish(body, exchange=self.topology.exchange,
                               routing_key=DEAD_ROUTING_KEY, headers=headers, delivery_mode=2,
                               content_type=message.content_type or "application/octet-stream",

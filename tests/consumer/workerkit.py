@@ -137,3 +137,27 @@ def drain(connection: Connection, queue: Queue) -> list[Any]:
 def queue_depth(connection: Connection, queue: Queue) -> int:
     with connection.channel() as channel:
         return queue.bind(channel).queue_declare(passive=True).message_count
+
+
+@dataclass
+class ExportSetup:
+    worker: Worker
+    settings: Any
+    tenants: list[str]
+    export_dir: Any
+
+
+def export_worker(url: str, prefix: str, base_env: dict[str, str], client: Any, folder: Any,
+                  train_fn: Any) -> ExportSetup:
+    """A worker that trains a real two-tenant demo export written under ``folder``."""
+    from recommender.offline import demo
+    from recommender.service import export_tenants
+    from runtime.config import from_env
+
+    export_dir = folder / "export"
+    tenants = demo.write_demo_export(export_dir, tenants=2, users=150, items=60,
+                                     interactions=3000, seed=3)
+    settings = from_env({**base_env, "ML_EXPORT_DIR": str(export_dir), "ML_TOP_K": "20"})
+    worker = make_worker(url, prefix, settings, client, train_fn, tenants_fn=export_tenants,
+                         lock_ttl=30)
+    return ExportSetup(worker, settings, tenants, export_dir)
