@@ -59,7 +59,7 @@ def build_worker(settings: Settings, *, train_fn: TrainFn | None = None,
         schedule_seconds = settings.retrain_freq_minutes * 60
     return Worker(connection, topology, client=loop_client, context=context, policy=policy,
                   schedule_seconds=schedule_seconds or None, stop_grace=stop_grace,
-                  alive_file=alive_file)
+                  alive_file=alive_file, max_deliveries=settings.max_deliveries)
 
 
 def install_signal_handlers(worker: Worker) -> None:

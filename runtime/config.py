@@ -57,6 +57,8 @@ class Settings:
     broker_queue_type: str = "classic"
     # Warm starts from the saved model allowed in a row before a full fit; 0 = always full
     incremental_runs: int = 6
+    # Deliveries of one message without an ack before it is dead-lettered (a crash loop ends)
+    max_deliveries: int = 5
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -231,6 +233,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         log_format=log_format,
         broker_queue_type=queue_type,
         incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
+        max_deliveries=_int(env, "ML_MAX_DELIVERIES", 5, 1, 1000),
     )
 
 

@@ -73,9 +73,9 @@ def test_malformed_messages_on_every_routing_key_are_dead_lettered_and_an_export
         # And then the export is announced as Totara does
         send(connection, topology, events.make_event(events.EXPORT_READY))
         # Then the export's lists are published by the same worker
-        wait_for(lambda: all(real_redis.get(keys.current(t)) for t in tenants), timeout=60)
+        wait_for(lambda: all(real_redis.get(keys.current(t)) for t in tenants), timeout=120)
         expected = len(bad) * len(routing_keys)
-        wait_for(lambda: worker.settler.counts.get("dead", 0) == expected, timeout=30)
+        wait_for(lambda: worker.settler.counts.get("dead", 0) == expected, timeout=60)
         assert queue_depth(connection, topology.events_queue) == 0
         assert queue_depth(connection, topology.interactions_queue) == 0
         # And each malformed message is in the dead-letter queue with its reason

@@ -93,8 +93,8 @@ def make_worker(url: str, prefix: str, settings: Any, client: Any, trainer: Any,
                 tenants: list[str] | None = None, tenants_fn: Any = None,
                 policy: RetryPolicy = FAST_POLICY,
                 lock_ttl: float = 1.0, schedule_seconds: int | None = None,
-                stop_grace: float = 0.5, owner: str | None = None, heartbeat: int = 30
-                ) -> Worker:
+                stop_grace: float = 0.5, owner: str | None = None, heartbeat: int = 30,
+                max_deliveries: int = 5) -> Worker:
     context = jobs.JobContext(settings=settings, client=client, markers=DoneMarkers(client),
                               locks=LockRegistry(), train_fn=trainer,
                               tenants_fn=tenants_fn or (lambda s: list(tenants or [])),
@@ -104,7 +104,7 @@ def make_worker(url: str, prefix: str, settings: Any, client: Any, trainer: Any,
     return Worker(connection, Topology(prefix, amqp=is_amqp(url)), client=client,
                   context=context, policy=policy, schedule_seconds=schedule_seconds,
                   safety_interval=0.05, stop_grace=stop_grace,
-                  reconnect_intervals=(0.2, 0.2, 0.5))
+                  reconnect_intervals=(0.2, 0.2, 0.5), max_deliveries=max_deliveries)
 
 
 @contextmanager
