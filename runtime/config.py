@@ -21,6 +21,7 @@ ALGORITHMS = ("hybrid", "partial", "mf")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 QUEUE_TYPES = ("classic", "quorum")
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")
 _BROKER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # A shorter shared secret can be guessed offline from one captured signature (sha256(time + key)).
 MIN_KEY_LENGTH = 16
@@ -101,6 +102,22 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
         raise ConfigError(f"{name}={raw!r}: expected a URL starting with "
                           + " or ".join(f"{s}://" for s in schemes))
     return raw
+
+
+def _broker_url(env: Mapping[str, str]) -> str | None:
+    """``ML_BROKER_URL``: a URL, or several of one kind separated by ``;``: kombu's failover
+    alternates, so a worker that loses its RabbitMQ node connects to the next one."""
+    raw = env.get("ML_BROKER_URL", "").strip()
+    if raw == "":
+        return None
+    urls = [part.strip() for part in raw.split(";")]
+    parts = [urlsplit(url) for url in urls]
+    if any(p.scheme not in BROKER_SCHEMES or not (p.netloc or p.path)
+           or p.scheme != parts[0].scheme for p in parts):
+        raise ConfigError(f"ML_BROKER_URL={raw!r}: expected a URL starting with "
+                          + " or ".join(f"{s}://" for s in BROKER_SCHEMES)
+                          + ", or several of one kind separated by ;")
+    return ";".join(urls)
 
 
 def _bind(raw: str) -> str:
@@ -218,8 +235,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         dev=dev,
         bind=bind,
         redis_url=_url(env, "ML_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster")),
-        broker_url=_url(env, "ML_BROKER_URL",
-                        ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")),
+        broker_url=_broker_url(env),
         broker_prefix=broker_prefix,
         export_dir=export_dir,
         top_k=_int(env, "ML_TOP_K", 50, 1, 1000),
