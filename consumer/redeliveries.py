@@ -5,10 +5,10 @@ A message whose handling ends the process (out of memory on a huge export, a nat
 library) is never acked, so the broker hands it to the next worker, which ends the same way, for
 ever. How the deliveries are counted depends on the transport:
 
-- Quorum queues on RabbitMQ count for us. A redelivered message carries ``x-delivery-count``
-  (RabbitMQ 3.x: every return to the queue, a closed channel or a dead worker included) and, from
-  RabbitMQ 4, ``x-acquired-count`` (every time a consumer was given it; ``x-delivery-count`` then
-  counts only the returns the broker deems failures). The larger of the two is used.
+- Quorum queues on RabbitMQ count for us. A redelivered message carries ``x-delivery-count``:
+  its returns to the queue, a closed channel or a dead worker included (RabbitMQ 4.3 narrowed it
+  to the returns it deems failures, which still include a closed channel, and added
+  ``x-acquired-count`` for every time a consumer was given the message). The larger is used.
 - Elsewhere (classic queues, kombu's Redis transport, memory://) a counter in Redis per message,
   touched only when the broker marks the delivery as a redelivery: the first delivery of a
   message, that is nearly every delivery, costs no Redis command.
