@@ -22,6 +22,7 @@ from consumer import events
 from consumer import metrics as worker_metrics
 from consumer.retry import (
     ATTEMPT_HEADER,
+    BROKER_COUNT_HEADERS,
     LOCK_WAITS_HEADER,
     UNACKED_HEADER,
     HeldRetries,
@@ -134,7 +135,11 @@ class Settler:
         log.error("%s dead-lettered: %s", d.describe(), reason)
         message = d.message
         headers = dict(message.headers or {})
+        for name in BROKER_COUNT_HEADERS:  # they describe the work queue's copy
+            headers.pop(name, None)
+        # A message moved back from the dead-letter queue gets its ML_MAX_DELIVERIES afresh.
         headers.update({DEAD_REASON_HEADER: reason, "x-original-routing-key": d.routing_key,
+                        UNACKED_HEADER: 0,
                         ATTEMPT_HEADER: d.attempt, "x-dead-at": int(time.time()),
                         "x-dead-by": self.worker})
         body = message.body if message.body is not None else b""

@@ -81,6 +81,7 @@ class EventHandler:
             self.settler.ack(d, "duplicate of an event already done")
         elif (crash_loop := self.counter.exceeded(d)) is not None:
             self.settler.dead_letter(d, crash_loop)
+            self.counter.forget(d)
         elif event.type == events.INTERACTION:
             interactions.record(self.client, event)
             self.markers.mark(event.id, "recorded")

@@ -31,11 +31,10 @@ from typing import Any
 import redis
 
 from consumer.delivery import Delivery
-from consumer.retry import header_int
+from consumer.retry import BROKER_COUNT_HEADERS, header_int
 from published import keys
 
 DEFAULT_MAX_DELIVERIES = 5
-BROKER_COUNT_HEADERS = ("x-delivery-count", "x-acquired-count")
 # Far longer than a message stays unacked (kombu's Redis transport redelivers after an hour).
 COUNTER_TTL_SECONDS = 7 * 24 * 3600
 
@@ -77,6 +76,11 @@ class DeliveryCounter:
         pipe.expire(key, COUNTER_TTL_SECONDS)
         earlier, _ = pipe.execute()
         return int(earlier)
+
+    def forget(self, d: Delivery) -> None:
+        """Drop the message's counter once it is dead-lettered: moved back, it starts afresh."""
+        if not self.broker_counts:
+            self.client.delete(keys.deliveries(identity(d)))
 
     def exceeded(self, d: Delivery) -> str | None:
         """Why this delivery must not be handled again, or None. Adds this message's unacked

@@ -25,6 +25,8 @@ LOCK_WAITS_HEADER = "x-lock-waits"
 # gone mid-way (consumer.redeliveries). Carried over to the copies so that a crash loop whose
 # every crash is followed by a lock wait or a retry still ends.
 UNACKED_HEADER = "x-unacked-deliveries"
+# Headers in which RabbitMQ's quorum queues number a message's earlier deliveries.
+BROKER_COUNT_HEADERS = ("x-delivery-count", "x-acquired-count")
 
 
 def header_int(headers: Any, name: str) -> int:

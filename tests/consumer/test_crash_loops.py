@@ -98,4 +98,7 @@ def test_a_message_no_worker_survives_is_dead_lettered_after_max_deliveries(
     dead = drain(connection, topology.dead_queue)
     assert len(dead) == 1
     assert "2 deliveries ended without an ack" in dead[0].headers[DEAD_REASON_HEADER]
+    # Moved back from the dead-letter queue, it would be handled again: nothing counts against it
+    assert dead[0].headers["x-unacked-deliveries"] == 0
+    assert fake_redis.keys("ml:consumer:deliveries:*") == []
     connection.release()
