@@ -74,16 +74,23 @@ def _status_ok(payload: object) -> bool:
 
 
 def broker(url: str, timeout: float = BROKER_TIMEOUT) -> str | None:
-    """None when a connection to the message broker can be made, else the problem."""
+    """None when a connection to the message broker can be made, else the problem. Failover
+    alternates (``url1;url2``) share the timeout: the broker is up when any of them answers."""
     import kombu  # only the health check needs it; keeps worker start-up lean
 
-    options = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "max_retries": 0}
-    try:
-        with kombu.Connection(url, connect_timeout=timeout, transport_options=options) as conn:
-            conn.ensure_connection(max_retries=0, timeout=timeout)
-    except Exception as exc:  # kombu raises transport-specific errors
-        return f"Unable to connect to the message broker: {exc}"
-    return None
+    alternates = url.split(";")
+    each = timeout / len(alternates)
+    options = {"socket_connect_timeout": each, "socket_timeout": each, "max_retries": 0}
+    problem = None
+    for alternate in alternates:
+        try:
+            with kombu.Connection(alternate, connect_timeout=each,
+                                  transport_options=options) as conn:
+                conn.ensure_connection(max_retries=0, timeout=each)
+            return None
+        except Exception as exc:  # kombu raises transport-specific errors
+            problem = problem or f"Unable to connect to the message broker: {exc}"
+    return problem
 
 
 def store(client: redis.Redis, retrain_minutes: int,

@@ -59,7 +59,7 @@ def build_worker(settings: Settings, *, train_fn: TrainFn | None = None,
     return Worker(connection, topology, client=loop_client, context=context, policy=policy,
                   schedule_seconds=schedule or None,
                   stop_grace=settings.worker_stop_grace if stop_grace is None else stop_grace,
-                  alive_file=alive_file)
+                  alive_file=alive_file, max_deliveries=settings.max_deliveries)
 
 
 def install_signal_handlers(worker: Worker) -> None:

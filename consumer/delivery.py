@@ -20,7 +20,15 @@ from kombu.message import Message
 
 from consumer import events
 from consumer import metrics as worker_metrics
-from consumer.retry import ATTEMPT_HEADER, LOCK_WAITS_HEADER, HeldRetries, RetryPolicy, header_int
+from consumer.retry import (
+    ATTEMPT_HEADER,
+    BROKER_COUNT_HEADERS,
+    LOCK_WAITS_HEADER,
+    UNACKED_HEADER,
+    HeldRetries,
+    RetryPolicy,
+    header_int,
+)
 from consumer.sender import publish_event
 from consumer.topology import DEAD_ROUTING_KEY, Topology
 from runtime.errors import InvalidEvent
@@ -38,6 +46,7 @@ class Delivery:
     invalid: str | None = None  # why the message can never be processed
     attempt: int = 0  # failed attempts before this delivery
     lock_waits: int = 0
+    unacked: int = 0  # deliveries of the event that ended without an ack (see UNACKED_HEADER)
     received: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -49,7 +58,8 @@ class Delivery:
         # header_int reads any headers value, a garbled one as 0.
         delivery = cls(message, generation,
                        attempt=header_int(message.headers, ATTEMPT_HEADER),
-                       lock_waits=header_int(message.headers, LOCK_WAITS_HEADER))
+                       lock_waits=header_int(message.headers, LOCK_WAITS_HEADER),
+                       unacked=header_int(message.headers, UNACKED_HEADER))
         if decode_error is not None:
             delivery.invalid = decode_error
             return delivery
@@ -125,10 +135,18 @@ class Settler:
         log.error("%s dead-lettered: %s", d.describe(), reason)
         message = d.message
         headers = dict(message.headers or {})
+        for name in BROKER_COUNT_HEADERS:  # they describe the work queue's copy
+            headers.pop(name, None)
+        # A message moved back from the dead-letter queue gets its ML_MAX_DELIVERIES afresh.
         headers.update({DEAD_REASON_HEADER: reason, "x-original-routing-key": d.routing_key,
+                        UNACKED_HEADER: 0,
                         ATTEMPT_HEADER: d.attempt, "x-dead-at": int(time.time()),
                         "x-dead-by": self.worker})
         body = message.body if message.body is not None else b""
+        if isinstance(body, str):
+            # py-amqp gives a bodyless message '' (str); kombu would encode a str with the
+            # message's content-encoding, which may be no codec at all ("binary").
+            body = body.encode("utf-8", "surrogateescape")
         self.producer.publish(body, exchange=self.topology.exchange,
                               routing_key=DEAD_ROUTING_KEY, headers=headers, delivery_mode=2,
                               content_type=message.content_type or "application/octet-stream",
@@ -149,7 +167,8 @@ class Settler:
         self._count("retried")
         worker_metrics.event(d, "retried")
         self.held.push(self.clock() + delay,
-                       (d, {ATTEMPT_HEADER: failed, LOCK_WAITS_HEADER: d.lock_waits}))
+                       (d, {ATTEMPT_HEADER: failed, LOCK_WAITS_HEADER: d.lock_waits,
+                            UNACKED_HEADER: d.unacked}))
 
     def wait_for_lock(self, d: Delivery, holder: str | None) -> None:
         delay = self.policy.lock_delay(d.lock_waits)
@@ -158,7 +177,8 @@ class Settler:
         self._count("lock_waits")
         worker_metrics.lock_wait(d)
         self.held.push(self.clock() + delay,
-                       (d, {ATTEMPT_HEADER: d.attempt, LOCK_WAITS_HEADER: d.lock_waits + 1}))
+                       (d, {ATTEMPT_HEADER: d.attempt, LOCK_WAITS_HEADER: d.lock_waits + 1,
+                            UNACKED_HEADER: d.unacked}))
 
     def release_due(self, everything: bool = False) -> None:
         """Publish the retries whose time has come (all of them when stopping), then ack."""

@@ -20,6 +20,7 @@ from consumer import events, interactions, jobs
 from consumer import metrics as worker_metrics
 from consumer.dedup import DoneMarkers
 from consumer.delivery import Delivery, Settler
+from consumer.redeliveries import DeliveryCounter
 from consumer.runner import Runner
 from runtime import logsetup
 from runtime.errors import describe
@@ -30,10 +31,12 @@ log = logging.getLogger("consumer")
 class EventHandler:
     def __init__(self, client: redis.Redis, context: jobs.JobContext, settler: Settler,
                  runner: Runner, broker_errors: Callable[[], tuple[type[BaseException], ...]],
-                 requeue: Callable[[Delivery], None]) -> None:
+                 requeue: Callable[[Delivery], None],
+                 counter: DeliveryCounter | None = None) -> None:
         self.client = client  # short timeouts: used on the connection thread
         self.context = context
         self.markers = DoneMarkers(client)
+        self.counter = counter or DeliveryCounter(client)
         self.settler = settler
         self.runner = runner
         self._broker_errors = broker_errors  # these propagate: the worker reconnects
@@ -78,6 +81,9 @@ class EventHandler:
         elif self.markers.is_done(event.id):
             worker_metrics.event(d, "duplicate")
             self.settler.ack(d, "duplicate of an event already done")
+        elif (crash_loop := self.counter.exceeded(d)) is not None:
+            self.settler.dead_letter(d, crash_loop)
+            self.counter.forget(d)
         elif event.type == events.TRAIN:
             self._start(d, lambda: jobs.run_train(self.context, event))
         elif self.needs_runner(d):

@@ -21,6 +21,12 @@ ATTEMPT_HEADER = "x-attempt"
 # Header: how many times the event found its tenant locked by another worker. Kept apart from the
 # attempts because waiting for a long training is not a failure and must not exhaust them.
 LOCK_WAITS_HEADER = "x-lock-waits"
+# Header: deliveries of the event (earlier copies included) that ended without an ack, the worker
+# gone mid-way (consumer.redeliveries). Carried over to the copies so that a crash loop whose
+# every crash is followed by a lock wait or a retry still ends.
+UNACKED_HEADER = "x-unacked-deliveries"
+# Headers in which RabbitMQ's quorum queues number a message's earlier deliveries.
+BROKER_COUNT_HEADERS = ("x-delivery-count", "x-acquired-count")
 
 
 def header_int(headers: Any, name: str) -> int:

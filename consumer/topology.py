@@ -69,6 +69,11 @@ class Topology:
         return {"x-queue-type": "quorum"} if self.amqp and self.queue_type == "quorum" else {}
 
     @property
+    def counts_deliveries(self) -> bool:
+        """Whether the broker numbers redeliveries in the message's headers (quorum queues)."""
+        return self.amqp and self.queue_type == "quorum"
+
+    @property
     def events_queue(self) -> Queue:
         return self._queue("events", EVENT_KEYS)
 

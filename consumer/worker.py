@@ -27,6 +27,7 @@ from kombu.mixins import ConsumerMixin
 from consumer import events, jobs
 from consumer.delivery import Delivery, Settler
 from consumer.handler import EventHandler
+from consumer.redeliveries import DEFAULT_MAX_DELIVERIES, DeliveryCounter
 from consumer.retry import RetryPolicy
 from consumer.runner import Runner
 from consumer.scheduler import Scheduler
@@ -46,15 +47,18 @@ class Worker(ConsumerMixin):
                  schedule_seconds: int | Schedule | None = None, safety_interval: float = 0.5,
                  stop_grace: float = 8.0, interactions_prefetch: int = 10,
                  reconnect_intervals: tuple[float, float, float] = (1.0, 1.0, 10.0),
-                 alive_file: Path | None = None) -> None:
+                 alive_file: Path | None = None,
+                 max_deliveries: int = DEFAULT_MAX_DELIVERIES) -> None:
         self.connection = connection
         self.topology = topology
         self.client = client  # short timeouts: used on the connection thread
         self.context = context
         self.settler = Settler(topology, policy or RetryPolicy())
         self.runner = Runner()
+        counter = DeliveryCounter(client, max_deliveries,
+                                  broker_counts=topology.counts_deliveries)
         self.handler = EventHandler(client, context, self.settler, self.runner,
-                                    self._broker_errors, self._events_first)
+                                    self._broker_errors, self._events_first, counter)
         self.scheduler = (Scheduler(client, self._publish_scheduled, schedule_seconds)
                           if schedule_seconds else None)
         self._scheduler_started = False

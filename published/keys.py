@@ -26,6 +26,12 @@ def done(event_id: str) -> str:
     return f"ml:consumer:done:{event_id}"
 
 
+def deliveries(message_hash: str) -> str:
+    """Integer with expiry: redeliveries of one message on a transport that does not count them
+    (consumer.redeliveries); past ``ML_MAX_DELIVERIES`` deliveries it is dead-lettered."""
+    return f"ml:consumer:deliveries:{message_hash}"
+
+
 def current(tenant: str) -> str:
     """String: id of the published version."""
     return f"ml:{{{tenant}}}:current"

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from runtime.envparse import number, on_off, one_of, url, whole_number
 from runtime.errors import ConfigError
@@ -22,6 +23,7 @@ ALGORITHMS = ("hybrid", "partial", "mf")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 QUEUE_TYPES = ("classic", "quorum")
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")
 _BROKER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # A shorter shared secret can be guessed offline from one captured signature (sha256(time + key)).
 MIN_KEY_LENGTH = 16
@@ -68,6 +70,8 @@ class Settings:
     worker_stop_grace: float = 8.0
     metrics_host: str = "127.0.0.1"
     access_log: bool = True  # one log line per API request (ML_ACCESS_LOG=0: none)
+    # Deliveries of one message without an ack before it is dead-lettered (a crash loop ends)
+    max_deliveries: int = 5
 
     @property
     def schedule(self) -> Schedule:
@@ -78,6 +82,22 @@ class Settings:
     def gunicorn_bind(self) -> list[str]:
         """``ML_BIND`` in gunicorn's syntax: waitress' ``*:5000`` means every interface."""
         return [("0.0.0.0" + b[1:]) if b.startswith("*:") else b for b in self.bind.split()]
+
+
+def _broker_url(env: Mapping[str, str]) -> str | None:
+    """``ML_BROKER_URL``: a URL, or several of one kind separated by ``;``: kombu's failover
+    alternates, so a worker that loses its RabbitMQ node connects to the next one."""
+    raw = env.get("ML_BROKER_URL", "").strip()
+    if raw == "":
+        return None
+    urls = [part.strip() for part in raw.split(";")]
+    parts = [urlsplit(url) for url in urls]
+    if any(p.scheme not in BROKER_SCHEMES or not (p.netloc or p.path)
+           or p.scheme != parts[0].scheme for p in parts):
+        raise ConfigError(f"ML_BROKER_URL={raw!r}: expected a URL starting with "
+                          + " or ".join(f"{s}://" for s in BROKER_SCHEMES)
+                          + ", or several of one kind separated by ;")
+    return ";".join(urls)
 
 
 def _bind(raw: str) -> str:
@@ -217,8 +237,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         dev=dev,
         bind=bind,
         redis_url=url(env, "ML_REDIS_URL", ("redis", "rediss", "unix", "redis+cluster")),
-        broker_url=url(env, "ML_BROKER_URL",
-                        ("amqp", "amqps", "pyamqp", "redis", "rediss", "redis+socket", "memory")),
+        broker_url=_broker_url(env),
         broker_prefix=broker_prefix,
         export_dir=export_dir,
         top_k=whole_number(env, "ML_TOP_K", 50, 1, 1000),
@@ -237,6 +256,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         retrain_at_seconds=retrain_at,
         retrain_spread_seconds=retrain_spread,
         worker_stop_grace=number(env, "ML_WORKER_STOP_GRACE", 8.0, 0.0, 86400.0),
+        max_deliveries=whole_number(env, "ML_MAX_DELIVERIES", 5, 1, 1000),
     )
 
 

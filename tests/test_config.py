@@ -37,6 +37,8 @@ def test_defaults_follow_the_original_service(base_env):
     ("ML_TOTARA_URL", "lms.example.com", "expected a URL starting with http:// or https://"),
     ("ML_REDIS_URL", "localhost:6379", "expected a URL starting with redis://"),
     ("ML_BROKER_URL", "rabbit", "expected a URL starting with amqp://"),
+    ("ML_BROKER_URL", "amqp://a:5672//;redis://b:6379/0", "or several of one kind separated by ;"),
+    ("ML_BROKER_URL", "amqp://a:5672//;", "or several of one kind separated by ;"),
     ("ML_EXPORT_DIR", "/nonexistent/folder", "expected an existing folder"),
     ("ML_DOWNLOAD_RETRY_DELAY", "soon", "expected a number"),
     ("ML_WORKER_STOP_GRACE", "-1", "expected a number from 0 to 86400"),

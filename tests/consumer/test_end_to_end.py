@@ -6,7 +6,7 @@ from __future__ import annotations
 import falcon.testing
 import pytest
 from kombu import Connection
-from workerkit import make_worker, running, wait_for
+from workerkit import export_worker, running, wait_for
 
 from api.app import create_app
 from consumer import events
@@ -16,9 +16,6 @@ from published import keys
 from recommender import pipeline
 from recommender.ingest.export import load_tenant
 from recommender.model.params import TrainParams
-from recommender.offline import demo
-from recommender.service import export_tenants
-from runtime.config import from_env
 from runtime.signing import signed_headers
 
 pytestmark = pytest.mark.integration
@@ -32,14 +29,10 @@ def fast_train(settings, client, tenant, **options):
 
 def test_export_ready_publishes_every_tenant_and_interactions_reach_cold_users(
         amqp_url, prefix, base_env, real_redis, tmp_path):
-    export_dir = tmp_path / "export"
-    tenants = demo.write_demo_export(export_dir, tenants=2, users=150, items=60,
-                                     interactions=3000, seed=3)
-    settings = from_env({**base_env, "ML_EXPORT_DIR": str(export_dir), "ML_TOP_K": "20"})
+    setup = export_worker(amqp_url, prefix, base_env, real_redis, tmp_path, fast_train)
+    tenants, settings, export_dir = setup.tenants, setup.settings, setup.export_dir
     topology = Topology(prefix, amqp=True)
-    worker = make_worker(amqp_url, prefix, settings, real_redis, fast_train,
-                         tenants_fn=export_tenants, lock_ttl=30)
-    with Connection(amqp_url) as connection, running(worker):
+    with Connection(amqp_url) as connection, running(setup.worker):
         send(connection, topology, events.make_event(events.EXPORT_READY))
         wait_for(lambda: all(real_redis.get(keys.current(t)) for t in tenants), timeout=60)
         assert real_redis.smembers(keys.TENANTS) == {t.encode() for t in tenants}

@@ -13,7 +13,8 @@ from kombu.message import Message
 from workerkit import FakeTrainer, drain, make_worker, running, wait_for
 
 from consumer import events
-from consumer.delivery import DEAD_REASON_HEADER, Delivery
+from consumer.delivery import DEAD_REASON_HEADER, Delivery, Settler
+from consumer.retry import RetryPolicy
 from consumer.sender import send
 from consumer.topology import Topology
 
@@ -102,3 +103,19 @@ def test_hostile_messages_on_both_queues_are_dead_lettered_and_the_worker_goes_o
     assert len(dead) == 2 * len(hostile) and all(m.headers[DEAD_REASON_HEADER] for m in dead)
     assert trainer.calls == [("4", None, False)]
     connection.release()
+
+
+def test_a_bodyless_message_with_an_odd_content_encoding_is_dead_lettered(memory_url, prefix):
+    # Given a message as py-amqp hands over one without a body: '' (str), "binary" encoding
+    topology = Topology(prefix, amqp=False)
+    with Connection(memory_url) as connection, connection.channel() as channel:
+        topology.declare(channel)
+        settler = Settler(topology, RetryPolicy())
+        settler.producer = Producer(channel)
+        message = Message(body="", content_type="application/json", content_encoding="binary",
+                          headers={}, delivery_info={"routing_key": "train"}, channel=channel)
+        delivery = Delivery.receive(message, settler.generation)
+        # When it is dead-lettered, then it is kept with its reason instead of raising
+        settler.dead_letter(delivery, delivery.invalid or "")
+        dead = drain(connection, topology.dead_queue)
+    assert len(dead) == 1 and dead[0].body == b"" and dead[0].headers[DEAD_REASON_HEADER]

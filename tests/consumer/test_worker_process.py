@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from kombu import Connection
-from workerkit import queue_depth, wait_for
+from workerkit import drain, queue_depth, wait_for
 
 from consumer import events
+from consumer.delivery import DEAD_REASON_HEADER
 from consumer.sender import send
 from consumer.topology import Topology
 from published import keys
@@ -27,8 +28,8 @@ def spawn(amqp_url, prefix, base_env, real_redis_url, tmp_path):
     """Start worker processes on the real RabbitMQ and Redis; all are killed at the end."""
     children: list[subprocess.Popen] = []
 
-    def start(seconds: float, name: str, grace: float = 0.3) -> subprocess.Popen:
-        env = {**base_env, "ML_BROKER_URL": amqp_url, "ML_BROKER_PREFIX": prefix,
+    def start(seconds: float, name: str, grace: float = 0.3, **extra: str) -> subprocess.Popen:
+        env = {**base_env, **extra, "ML_BROKER_URL": amqp_url, "ML_BROKER_PREFIX": prefix,
                "ML_REDIS_URL": real_redis_url, "SLOW_TRAIN_SECONDS": str(seconds),
                "ML_WORKER_STOP_GRACE": str(grace),
                "TEST_LOCK_TTL": "1.5", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -47,8 +48,8 @@ def spawn(amqp_url, prefix, base_env, real_redis_url, tmp_path):
         print(f"==== {log.name}\n{log.read_text()}")
 
 
-def publish_train(url: str, prefix: str, tenant: str) -> Topology:
-    topology = Topology(prefix, amqp=True)
+def publish_train(url: str, prefix: str, tenant: str, queue_type: str = "classic") -> Topology:
+    topology = Topology(prefix, amqp=True, queue_type=queue_type)
     with Connection(url) as connection:
         send(connection, topology, events.make_event(events.TRAIN, tenant=tenant))
     return topology
@@ -109,3 +110,33 @@ def test_sigterm_mid_training_within_the_grace_finishes_acks_and_exits(
     with Connection(amqp_url) as connection:
         assert queue_depth(connection, topology.events_queue) == 0
     assert real_redis.get(keys.lock("9")) is None
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_a_message_that_kills_every_worker_is_dead_lettered_after_max_deliveries(
+        spawn, amqp_url, prefix, real_redis, queue_type):
+    # Given ML_MAX_DELIVERIES=2 and a train event whose handling kills the worker: each worker
+    # is SIGKILLed as soon as it starts on it (quorum queues: RabbitMQ counts the deliveries;
+    # classic queues: the workers count redeliveries in Redis)
+    env = {"ML_MAX_DELIVERIES": "2", "ML_BROKER_QUEUE_TYPE": queue_type}
+    topology = publish_train(amqp_url, prefix, "9", queue_type)
+    for delivery in (1, 2):
+        victim = spawn(30, f"victim{delivery}", **env)
+        wait_for(lambda n=delivery: len(starts(real_redis)) == n, timeout=20)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(5)
+    # When the next worker is given the message a third time
+    successor = spawn(0.2, "successor", **env)
+    with Connection(amqp_url) as connection:
+        wait_for(lambda: queue_depth(connection, topology.dead_queue) == 1, timeout=20)
+        dead = drain(connection, topology.dead_queue)
+        # Then it is dead-lettered, unhandled, with the reason; and the worker carries on
+        publish_train(amqp_url, prefix, "10", queue_type)
+        wait_for(lambda: real_redis.get("test:trained:10") is not None, timeout=20)
+        assert queue_depth(connection, topology.events_queue) == 0
+    successor.send_signal(signal.SIGTERM)
+    assert successor.wait(10) == 0
+    reason = dead[0].headers[DEAD_REASON_HEADER]
+    assert "2 deliveries ended without an ack" in reason and "ML_MAX_DELIVERIES=2" in reason
+    assert [s.split(":")[0] for s in starts(real_redis)] == ["9", "9", "10"]
+    assert real_redis.get("test:trained:9") is None

@@ -95,7 +95,7 @@ def make_worker(url: str, prefix: str, settings: Any, client: Any, trainer: Any,
                 policy: RetryPolicy = FAST_POLICY,
                 lock_ttl: float = 1.0, schedule_seconds: int | None = None,
                 stop_grace: float = 0.5, owner: str | None = None, heartbeat: int = 30,
-                alive_file: Path | None = None) -> Worker:
+                alive_file: Path | None = None, max_deliveries: int = 5) -> Worker:
     context = jobs.JobContext(settings=settings, client=client, markers=DoneMarkers(client),
                               locks=LockRegistry(), train_fn=trainer,
                               tenants_fn=tenants_fn or (lambda s: list(tenants or [])),
@@ -105,7 +105,8 @@ def make_worker(url: str, prefix: str, settings: Any, client: Any, trainer: Any,
     return Worker(connection, Topology(prefix, amqp=is_amqp(url)), client=client,
                   context=context, policy=policy, schedule_seconds=schedule_seconds,
                   safety_interval=0.05, stop_grace=stop_grace,
-                  reconnect_intervals=(0.2, 0.2, 0.5), alive_file=alive_file)
+                  reconnect_intervals=(0.2, 0.2, 0.5), alive_file=alive_file,
+                  max_deliveries=max_deliveries)
 
 
 @contextmanager
@@ -138,3 +139,27 @@ def drain(connection: Connection, queue: Queue) -> list[Any]:
 def queue_depth(connection: Connection, queue: Queue) -> int:
     with connection.channel() as channel:
         return queue.bind(channel).queue_declare(passive=True).message_count
+
+
+@dataclass
+class ExportSetup:
+    worker: Worker
+    settings: Any
+    tenants: list[str]
+    export_dir: Any
+
+
+def export_worker(url: str, prefix: str, base_env: dict[str, str], client: Any, folder: Any,
+                  train_fn: Any) -> ExportSetup:
+    """A worker that trains a real two-tenant demo export written under ``folder``."""
+    from recommender.offline import demo
+    from recommender.service import export_tenants
+    from runtime.config import from_env
+
+    export_dir = folder / "export"
+    tenants = demo.write_demo_export(export_dir, tenants=2, users=150, items=60,
+                                     interactions=3000, seed=3)
+    settings = from_env({**base_env, "ML_EXPORT_DIR": str(export_dir), "ML_TOP_K": "20"})
+    worker = make_worker(url, prefix, settings, client, train_fn, tenants_fn=export_tenants,
+                         lock_ttl=30)
+    return ExportSetup(worker, settings, tenants, export_dir)
