@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from runtime.errors import BadFile
+from runtime.errors import BadFile, capped
 
 BOM = b"\xef\xbb\xbf"
 MAX_ID_DIGITS = 18  # keeps ids inside int64
@@ -32,6 +32,11 @@ MAX_ID_DIGITS = 18  # keeps ids inside int64
 SPACES = " \t"
 
 RowCheck = Callable[[list[str]], "str | None"]
+
+# Long documents are fine (pyarrow has no limit either), and a field over the csv module's
+# default of 131,072 characters must be read to be named. Set once for the process rather than
+# around each use: the limit is global, and setting and restoring it races between threads.
+csv.field_size_limit(2**31 - 1)
 
 
 # Fallback and RowProblem are signals between the two passes, not failures: they never leave
@@ -137,8 +142,6 @@ def records(content: str) -> Iterator[tuple[int, list[str]]]:
 
 def slow_check(name: str, data: bytes, n_columns: int, check: RowCheck, why: str) -> NoReturn:
     """Walk the file record by record and raise BadFile for the first bad one."""
-    limit = csv.field_size_limit()
-    csv.field_size_limit(2**31 - 1)  # long documents are fine; pyarrow has no limit either
     try:
         for line, row in records(text(data)):
             if line == 1 or not row:
@@ -150,10 +153,9 @@ def slow_check(name: str, data: bytes, n_columns: int, check: RowCheck, why: str
                 raise RowProblem(line, problem)
     except RowProblem as exc:
         raise BadFile(f"{name} line {exc.line}: {exc.problem}") from None
-    finally:
-        csv.field_size_limit(limit)
-    # The fast pass disagreed with every row: say what it saw rather than nothing.
-    raise BadFile(f"{name}: could not be read ({why})")
+    # The fast pass disagreed with every row: say what it saw rather than nothing (pyarrow's
+    # messages may quote a whole record).
+    raise BadFile(f"{name}: could not be read ({capped(why, 300)})")
 
 
 def is_whole(value: str, digits: int = MAX_ID_DIGITS) -> bool:

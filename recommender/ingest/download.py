@@ -22,7 +22,7 @@ import requests
 
 from recommender.ingest import export
 from runtime.config import Settings
-from runtime.errors import DownloadError, TransientDownloadError
+from runtime.errors import DownloadError, TransientDownloadError, quoted
 from runtime.signing import signed_headers
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def fetch_tenant(settings: Settings, tenant: str, dest: Path, *, sleep: Sleep = 
                  session: requests.Session | None = None) -> None:
     """Download one tenant's three files into ``dest``, in the order Totara's own service uses."""
     if not (tenant.isascii() and tenant.isdigit()):  # it becomes part of a URL and file names
-        raise DownloadError(f"tenant {tenant!r} is not a whole number")
+        raise DownloadError(f"tenant {quoted(tenant)} is not a whole number")
     for name in (export.interactions_file(tenant), export.users_file(tenant),
                  export.items_file(tenant)):
         if not download_file(settings, name, dest, sleep=sleep, session=session):
