@@ -57,6 +57,8 @@ class Settings:
     broker_queue_type: str = "classic"
     # Warm starts from the saved model allowed in a row before a full fit; 0 = always full
     incremental_runs: int = 6
+    # Largest export file a download may write (bytes, after decompression)
+    download_max_bytes: int = 2 << 30
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -231,6 +233,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         log_format=log_format,
         broker_queue_type=queue_type,
         incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
+        download_max_bytes=_int(env, "ML_DOWNLOAD_MAX_BYTES", 2 << 30, 1024, 1 << 40),
     )
 
 

@@ -84,6 +84,10 @@ class DownloadError(ServiceError):
     """The export could not be fetched, and asking again will not help (set-up, refused file)."""
 
 
+class DownloadTooLarge(DownloadError):
+    """An export file over ML_DOWNLOAD_MAX_BYTES; not retried: it is as large the next time."""
+
+
 class TransientDownloadError(DownloadError, RetryableError):
     """The export could not be fetched now (Totara busy, slow or unreachable); later may work."""
 

@@ -15,6 +15,10 @@ attributes that may be changed while the server runs:
   whole file, send half of it, close); "no_tenants" (204 for tenants.csv, files as "ok").
 - ``status_mode``: "ok"; "error" (HTTP 500); "bad" (a status other than "ok"); "hang".
 - ``gzip``: send files gzip-compressed (``Content-Encoding: gzip``), as a web server may.
+- ``precompressed``: the files are gzip data already: send them as they are with
+  ``Content-Encoding: gzip`` (a compression bomb is a small file here).
+- ``send_length``: False sends files without ``Content-Length``, ending them by closing the
+  connection, so the client learns the size only by reading.
 - ``requests_seen``: every request as (method, path without the query string).
 """
 
@@ -49,6 +53,8 @@ class FakeTotara:
         self.status_mode = "ok"
         self.hang_seconds = 5.0
         self.gzip = False
+        self.precompressed = False
+        self.send_length = True
         self.requests_seen: list[tuple[str, str]] = []
         self.headers_seen: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -175,9 +181,22 @@ def _handler_for(totara: FakeTotara) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[:len(body) // 2])
                 self.close_connection = True
                 return None
+            if not totara.send_length:
+                return self._send_unsized(body)
+            if totara.precompressed:
+                return self._send(200, body, "text/csv", encoding="gzip")
             if totara.gzip:
                 return self._send(200, gzip.compress(body), "text/csv", encoding="gzip")
             return self._send(200, body, "text/csv")
+
+        def _send_unsized(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            for start in range(0, len(body), 1 << 16):
+                self.wfile.write(body[start:start + (1 << 16)])
 
         def do_POST(self) -> None:  # noqa: N802
             path = self._record()
