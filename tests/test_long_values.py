@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from published import summary
+from recommender.ingest import csvfile
 from recommender.ingest.export import load_tenant
 from runtime.errors import ExportError, quoted
 
@@ -117,3 +118,37 @@ def test_summary_log_reads_and_appends_whatever_bytes_the_file_holds(tmp_path, g
     assert rows[-1]["TENANT_ID"] == "3" and rows[-1]["ALGORITHM"] == "mf"
     assert all(len(value) <= summary.MAX_FIELD_CHARS and "\n" not in value
                for row in rows for value in row.values())
+
+
+def _items_with_a_long_document(folder: Path, size: int) -> Path:
+    """An export whose item_data has, on line 3, a document of ``size`` characters: longer
+    than the fast parser's block of 8 MiB."""
+    users = "".join(f"{i},en,,,,,,,,,\n" for i in range(1, 4))
+    items = ("container_course1,1,0,0,0,0,short\n"
+             f'container_course2,1,0,0,0,0,"{"word, " * (size // 6)}"\n'
+             "container_course3,1,0,0,0,0,x\n")
+    return _export(folder, users, items, "1,container_course2,1,1700000000\n")
+
+
+def test_a_record_longer_than_the_parsers_block_is_read(tmp_path):
+    # Given a 20 MiB document (the fast parser reads 8 MiB blocks)
+    _items_with_a_long_document(tmp_path, 20 << 20)
+
+    # When the export is read, the document is whole
+    items = load_tenant(tmp_path, "0").items
+
+    assert items.keys == ["container_course1", "container_course2", "container_course3"]
+    assert len(items.documents[1]) == (20 << 20) // 6 * 6
+
+
+def test_a_record_over_the_record_limit_is_named_by_file_and_line(tmp_path, monkeypatch):
+    # Given records may hold 10 MiB, and line 3 holds 20 MiB
+    monkeypatch.setattr(csvfile, "MAX_RECORD_CHARS", 10 << 20, raising=False)
+    _items_with_a_long_document(tmp_path, 20 << 20)
+
+    # When the export is read, the error names the file, the line and the size
+    with pytest.raises(ExportError) as caught:
+        load_tenant(tmp_path, "0")
+
+    assert str(caught.value).startswith("item_data_0.csv line 3: a record of 20,971,")
+    assert "10,485,760" in str(caught.value)

@@ -157,7 +157,7 @@ class _Reading:
         header = csvfile.header(name, data)
         header_check(header)
         try:
-            table = csvfile.read_table(data, header, quoted_newlines, types)
+            table = csvfile.read_table(name, data, header, quoted_newlines, types)
             result = fast(table)
         except (Fallback, pa.ArrowInvalid) as exc:
             csvfile.slow_check(name, data, len(header), check(),
