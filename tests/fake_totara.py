@@ -12,7 +12,8 @@ attributes that may be changed while the server runs:
 - ``export_mode``: "ok"; "accepted" (always 202); "accepted_then_ok" (202 for the first
   ``accepted_count`` file requests after the mode was set, then as "ok"); "not_found" (404);
   "server_error" (500); "hang" (wait ``hang_seconds``, then as "ok"); "truncated" (announce the
-  whole file, send half of it, close); "no_tenants" (204 for tenants.csv, files as "ok").
+  whole file, send half of it, close); "stalled" (as "truncated", then wait ``hang_seconds``
+  before closing); "no_tenants" (204 for tenants.csv, files as "ok").
 - ``status_mode``: "ok"; "error" (HTTP 500); "bad" (a status other than "ok"); "hang".
 - ``gzip``: send files gzip-compressed (``Content-Encoding: gzip``), as a web server may.
 - ``precompressed``: the files are gzip data already: send them as they are with
@@ -38,7 +39,7 @@ from urllib.parse import unquote, urlsplit
 EXPORT_PREFIX = "/pluginfile.php/1/ml_recommender/export/"
 STATUS_PATH = "/totara/webapi/ajax.php"
 EXPORT_MODES = ("ok", "accepted", "accepted_then_ok", "not_found", "server_error", "hang",
-                "truncated", "no_tenants")
+                "truncated", "stalled", "no_tenants")
 STATUS_MODES = ("ok", "error", "bad", "hang")
 MAX_CLOCK_SKEW = 30
 
@@ -173,12 +174,15 @@ def _handler_for(totara: FakeTotara) -> type[BaseHTTPRequestHandler]:
             if path is None or "/" in name or name.startswith(".") or not path.is_file():
                 return self._send(404, b"Not found")
             body = path.read_bytes()
-            if mode == "truncated":
+            if mode in ("truncated", "stalled"):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/csv")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body[:len(body) // 2])
+                self.wfile.flush()
+                if mode == "stalled":
+                    totara.hang()
                 self.close_connection = True
                 return None
             if not totara.send_length:

@@ -142,6 +142,22 @@ def test_a_compressed_file_cut_short_is_retryable_and_leaves_no_file(totara, sou
     assert not any((tmp_path / "d").iterdir())
 
 
+def test_a_body_that_stalls_half_way_times_out_with_a_retryable_error(totara, source,
+                                                                      base_env, tmp_path):
+    # Given Totara sends half of the file, then nothing (the body is read from urllib3 here,
+    # which raises errors of its own)
+    (source / NAME).write_bytes(b"2,container_course1,1,1700000000\n" * 1000)
+    totara.export_mode = "stalled"
+    totara.hang_seconds = 3
+    settings = settings_for(base_env, totara.url, ML_DOWNLOAD_TIMEOUT="0.3")
+
+    with pytest.raises(DownloadError, match="did not answer within 0.3 s") as caught:
+        download_file(settings, NAME, tmp_path / "d")
+
+    assert isinstance(caught.value, RetryableError)
+    assert not any((tmp_path / "d").iterdir())
+
+
 def test_a_tenant_whose_export_is_too_large_fails_and_keeps_its_published_lists(
         base_env, tmp_path, fake_redis):
     # Given tenant 0 published from a good export

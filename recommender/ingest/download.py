@@ -155,11 +155,11 @@ def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = t
                         return False
                     if response.status_code != 202:
                         raise _status_error(name, response.status_code)
-            except requests.Timeout:
+            # The body is read from urllib3 directly (_body), which raises its own errors.
+            except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
                 raise TransientDownloadError(f"{name}: Totara did not answer within "
                                              f"{settings.download_timeout:g} s") from None
-            except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ReadTimeoutError,
-                    urllib3.exceptions.ProtocolError):  # the body is read through urllib3
+            except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError):
                 raise TransientDownloadError(f"{name}: the connection broke during the "
                                              "download") from None
             except requests.RequestException as exc:
