@@ -103,6 +103,18 @@ def test_summary_log_with_an_oversized_field_from_an_older_version_is_read_aroun
     assert [r["MSG"] for r in summary.read(tmp_path)] == ["first", "third", "fourth"]
 
 
+def test_summary_log_of_any_size_is_read_from_its_end_only(tmp_path):
+    # Given 40 MiB of one unterminated line, then two rows
+    path = tmp_path / summary.FILE_NAME
+    path.write_bytes(b'"' + b"z" * (40 << 20) + b"\n")
+    summary.append(tmp_path, "mf", "1", "first")
+    summary.append(tmp_path, "mf", "2", "second")
+
+    # Then both rows are read, and the rewritten file holds only what is worth keeping
+    assert [r["MSG"] for r in summary.read(tmp_path)] == ["first", "second"]
+    assert path.stat().st_size < 1000
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(garbage=st.binary(max_size=3000), message=st.text(max_size=300))
