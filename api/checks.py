@@ -6,7 +6,6 @@ judges health only by ``errors`` being empty). The Totara texts are the original
 
 from __future__ import annotations
 
-import csv
 import socket
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from urllib.parse import urlsplit
 import redis
 import requests
 
-from published import overview, runs
+from published import overview, runs, summary
 from published.runs import LastRun, RunMeta, RunStatus, VersionStatus
 
 Facts = dict[str, str | int | float]
@@ -28,7 +27,6 @@ GRAPHQL_STATUS = {"operationName": "totara_webapi_status_nosession", "variables"
 MAX_TENANTS_REPORTED = 100
 # A validation AUC below this ranks worse than chance: the model is broken, not just weak.
 MIN_AUC = 0.5
-SUMMARY_FILE = "train_summary.log"
 MAX_SUMMARY_CHARS = 1000
 
 
@@ -158,12 +156,10 @@ def _age(stamp: float, now: float) -> int:
 
 def training_summary(logs_dir: Path) -> Facts:
     """``logs_file_exists`` and a one-line summary of the newest run in train_summary.log."""
-    path = logs_dir / SUMMARY_FILE
-    if not path.is_file():
+    if not (logs_dir / summary.FILE_NAME).is_file():
         return {"logs_file_exists": "false"}
     try:
-        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = summary.read(logs_dir)  # skips what is not a row, whatever the file holds
     except OSError as exc:
         return {"logs_file_exists": "true",
                 "last_recommendation_model_training": f"unreadable: {exc.strerror}"}

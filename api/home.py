@@ -57,7 +57,10 @@ def _e(value: object) -> str:
 def _when(stamp: float | None, now: float) -> str:
     if stamp is None:
         return "-"
-    text = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+    try:
+        text = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+    except (OverflowError, ValueError, OSError):  # a stored time past what a date can hold
+        return "-"
     return f"{text} ({_ago(now - stamp)})"
 
 

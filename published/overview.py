@@ -37,7 +37,9 @@ def _text(raw: bytes | None) -> str:
 def read(client: redis.Redis, meta_fields: Sequence[str], run_fields: Sequence[str],
          limit: int) -> Overview:
     """The first ``limit`` tenants in numeric order; raises redis.RedisError when unreachable."""
-    published = sorted((t.decode() for t in client.smembers(keys.TENANTS)),
+    # Members are tenant ids the publisher wrote; anything else (hand-edited) is shown as it
+    # reads, never an error.
+    published = sorted((_text(t) for t in client.smembers(keys.TENANTS)),
                        key=lambda t: (len(t), t))
     tenants = published[:limit]
     pipe = client.pipeline(transaction=False)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from published import keys
+from runtime.errors import capped
 
 if TYPE_CHECKING:  # the command line imports the statuses at start: no client library for that
     import redis
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # the command line imports the statuses at start: no client l
 E = TypeVar("E", bound=StrEnum)
 # Integers beyond this are not counts we wrote; they would also overflow a float gauge.
 _MAX_INT = 2**63
+# A run's message as recorded (the pages show 300 characters): an unexpected error's text can
+# quote anything, at any length.
+MAX_MESSAGE_CHARS = 2000
 
 
 class RunStatus(StrEnum):
@@ -174,7 +178,8 @@ class LastRun:
     def write(self, client: redis.Redis, tenant: str) -> None:
         """Record the run; raises redis.RedisError. Absent values are written as ""."""
         client.hset(keys.last_run(tenant), mapping={
-            "status": self.status.value if self.status else "", "message": self.message,
+            "status": self.status.value if self.status else "",
+            "message": capped(self.message, MAX_MESSAGE_CHARS),
             "at": "" if self.at is None else self.at, "version": self.version or "",
             "algorithm": self.algorithm,
             "precision_at_10": "" if self.precision_at_10 is None else self.precision_at_10})

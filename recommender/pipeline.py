@@ -85,8 +85,12 @@ class Run:
         """A row of train_summary.log, with the fit's figures once there is a fit."""
         figures = ((self.result.epochs, self.result.components,
                     self.result.metrics.get("auc", "")) if with_fit else ())
-        summary.append(self.settings.logs_dir, self.options.algorithm, self.tenant, message,
-                       *figures)
+        try:
+            summary.append(self.settings.logs_dir, self.options.algorithm, self.tenant, message,
+                           *figures)
+        except OSError as exc:  # the run's outcome matters more than this record of it
+            log.warning("tenant %s: could not write train_summary.log in ML_LOGS_DIR: %s",
+                        self.tenant, exc)
 
 
 def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,

@@ -72,6 +72,8 @@ class Settings:
     access_log: bool = True  # one log line per API request (ML_ACCESS_LOG=0: none)
     # Deliveries of one message without an ack before it is dead-lettered (a crash loop ends)
     max_deliveries: int = 5
+    # Largest export file a download may write (bytes, after decompression)
+    download_max_bytes: int = 2 << 30
 
     @property
     def schedule(self) -> Schedule:
@@ -257,6 +259,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         retrain_spread_seconds=retrain_spread,
         worker_stop_grace=number(env, "ML_WORKER_STOP_GRACE", 8.0, 0.0, 86400.0),
         max_deliveries=whole_number(env, "ML_MAX_DELIVERIES", 5, 1, 1000),
+        download_max_bytes=whole_number(env, "ML_DOWNLOAD_MAX_BYTES", 2 << 30, 1024, 1 << 40),
     )
 
 

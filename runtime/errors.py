@@ -28,6 +28,27 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
+# A value quoted in a message is cut to this many characters: one long field of an export
+# must not turn a one-line message into megabytes in logs, Redis and train_summary.log.
+QUOTE_CHARS = 80
+
+
+def capped(value: object, limit: int = QUOTE_CHARS) -> str:
+    """``value`` as text, or its first ``limit`` characters and its length when it is longer."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def quoted(value: object, limit: int = QUOTE_CHARS) -> str:
+    """``'value'``, or its first ``limit`` characters quoted and its length when it is longer."""
+    text = str(value)
+    if len(text) <= limit:
+        return f"'{text}'"
+    return f"'{text[:limit]}…' ({len(text):,} characters)"
+
+
 class RetryableError(ServiceError):
     """Infrastructure trouble that may pass: trying the same work again later can succeed."""
 
@@ -67,6 +88,10 @@ class BadFile(ServiceError):
 
 class DownloadError(ServiceError):
     """The export could not be fetched, and asking again will not help (set-up, refused file)."""
+
+
+class DownloadTooLarge(DownloadError):
+    """An export file over ML_DOWNLOAD_MAX_BYTES; not retried: it is as large the next time."""
 
 
 class TransientDownloadError(DownloadError, RetryableError):

@@ -12,9 +12,14 @@ attributes that may be changed while the server runs:
 - ``export_mode``: "ok"; "accepted" (always 202); "accepted_then_ok" (202 for the first
   ``accepted_count`` file requests after the mode was set, then as "ok"); "not_found" (404);
   "server_error" (500); "hang" (wait ``hang_seconds``, then as "ok"); "truncated" (announce the
-  whole file, send half of it, close); "no_tenants" (204 for tenants.csv, files as "ok").
+  whole file, send half of it, close); "stalled" (as "truncated", then wait ``hang_seconds``
+  before closing); "no_tenants" (204 for tenants.csv, files as "ok").
 - ``status_mode``: "ok"; "error" (HTTP 500); "bad" (a status other than "ok"); "hang".
 - ``gzip``: send files gzip-compressed (``Content-Encoding: gzip``), as a web server may.
+- ``precompressed``: the files are gzip data already: send them as they are with
+  ``Content-Encoding: gzip`` (a compression bomb is a small file here).
+- ``send_length``: False sends files without ``Content-Length``, ending them by closing the
+  connection, so the client learns the size only by reading.
 - ``requests_seen``: every request as (method, path without the query string).
 """
 
@@ -34,7 +39,7 @@ from urllib.parse import unquote, urlsplit
 EXPORT_PREFIX = "/pluginfile.php/1/ml_recommender/export/"
 STATUS_PATH = "/totara/webapi/ajax.php"
 EXPORT_MODES = ("ok", "accepted", "accepted_then_ok", "not_found", "server_error", "hang",
-                "truncated", "no_tenants")
+                "truncated", "stalled", "no_tenants")
 STATUS_MODES = ("ok", "error", "bad", "hang")
 MAX_CLOCK_SKEW = 30
 
@@ -49,6 +54,8 @@ class FakeTotara:
         self.status_mode = "ok"
         self.hang_seconds = 5.0
         self.gzip = False
+        self.precompressed = False
+        self.send_length = True
         self.requests_seen: list[tuple[str, str]] = []
         self.headers_seen: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -167,17 +174,33 @@ def _handler_for(totara: FakeTotara) -> type[BaseHTTPRequestHandler]:
             if path is None or "/" in name or name.startswith(".") or not path.is_file():
                 return self._send(404, b"Not found")
             body = path.read_bytes()
-            if mode == "truncated":
+            if mode in ("truncated", "stalled"):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/csv")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body[:len(body) // 2])
+                self.wfile.flush()
+                if mode == "stalled":
+                    totara.hang()
                 self.close_connection = True
                 return None
+            if not totara.send_length:
+                return self._send_unsized(body)
+            if totara.precompressed:
+                return self._send(200, body, "text/csv", encoding="gzip")
             if totara.gzip:
                 return self._send(200, gzip.compress(body), "text/csv", encoding="gzip")
             return self._send(200, body, "text/csv")
+
+        def _send_unsized(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            for start in range(0, len(body), 1 << 16):
+                self.wfile.write(body[start:start + (1 << 16)])
 
         def do_POST(self) -> None:  # noqa: N802
             path = self._record()

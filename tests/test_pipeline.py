@@ -194,3 +194,31 @@ def test_computing_the_lists_counts_as_publishing_not_saving(settings, fake_redi
     # Then the stages keep their meaning: the time went to "publish", as before the lists file
     assert result.status == "published", result.message
     assert result.stage_seconds["publish"] >= 0.3 > result.stage_seconds["save"]
+
+
+def test_a_summary_log_holding_an_oversized_row_does_not_fail_a_published_run(settings,
+                                                                             fake_redis):
+    # Given a train_summary.log with a row over Python's csv field limit (an older version
+    # wrote messages uncapped)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    (settings.logs_dir / summary.FILE_NAME).write_text(
+        ",".join(summary.HEADER) + "\n" + f'2026-01-01 00:00:00,hybrid,0,"{"x" * 200_000}",,,\n')
+
+    # When a tenant is trained, its run is published and recorded as such
+    result = _train(settings, fake_redis, "1")
+    assert result.status == "published", result.message
+    assert fake_redis.hget(keys.last_run("1"), "status") == b"published"
+    assert summary.read(settings.logs_dir)[-1]["TENANT_ID"] == "1"
+
+
+def test_a_summary_log_that_cannot_be_written_does_not_fail_a_published_run(settings,
+                                                                           fake_redis, caplog):
+    # Given ML_LOGS_DIR is not a folder (any write to it fails)
+    settings.logs_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.logs_dir.write_text("not a folder")
+
+    # When a tenant is trained, the run is still published, and the log says what was lost
+    result = _train(settings, fake_redis, "1")
+    assert result.status == "published", result.message
+    assert fake_redis.hget(keys.last_run("1"), "status") == b"published"
+    assert "train_summary.log" in caplog.text

@@ -173,3 +173,14 @@ def test_recent_events_format_is_defined_once_for_the_consumer_and_the_api():
     assert (recent.MAX_EVENTS, recent.TTL_SECONDS) == (100, 30 * 24 * 3600)
     assert recent.entry("engage_article12", 1700000000, 1) == (
         '{"item_id":"engage_article12","timestamp":1700000000,"rating":1}')
+
+
+def test_a_run_message_of_any_length_is_recorded_capped_with_its_length():
+    # Given a run whose message quotes 200,000 characters (an unexpected error's text)
+    client = fakeredis.FakeRedis()
+    LastRun(RunStatus.FAILED, "ValueError: " + "x" * 200_000, 1.0).write(client, "7")
+
+    # Then last_run holds its beginning and its length, not the whole of it
+    message = client.hget(keys.last_run("7"), "message").decode()
+    assert message.startswith("ValueError: xxx") and message.endswith("(200,012 characters)")
+    assert len(message) <= 2100

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from runtime.errors import BadFile
+from runtime.errors import BadFile, capped
 
 BOM = b"\xef\xbb\xbf"
 MAX_ID_DIGITS = 18  # keeps ids inside int64
@@ -32,6 +32,17 @@ MAX_ID_DIGITS = 18  # keeps ids inside int64
 SPACES = " \t"
 
 RowCheck = Callable[[list[str]], "str | None"]
+# The fast parser reads blocks of this many bytes in parallel; a record longer than two blocks
+# cannot be split between them and is read again in one (read_table).
+BLOCK_BYTES = 8 << 20
+# What one record (a row: a user, an item and its document) may hold; a longer one is refused,
+# named by file and line.
+MAX_RECORD_CHARS = 64 << 20
+
+# Long documents are fine (pyarrow has no limit either), and a field over the csv module's
+# default of 131,072 characters must be read to be named. Set once for the process rather than
+# around each use: the limit is global, and setting and restoring it races between threads.
+csv.field_size_limit(2**31 - 1)
 
 
 # Fallback and RowProblem are signals between the two passes, not failures: they never leave
@@ -137,8 +148,6 @@ def records(content: str) -> Iterator[tuple[int, list[str]]]:
 
 def slow_check(name: str, data: bytes, n_columns: int, check: RowCheck, why: str) -> NoReturn:
     """Walk the file record by record and raise BadFile for the first bad one."""
-    limit = csv.field_size_limit()
-    csv.field_size_limit(2**31 - 1)  # long documents are fine; pyarrow has no limit either
     try:
         for line, row in records(text(data)):
             if line == 1 or not row:
@@ -150,10 +159,9 @@ def slow_check(name: str, data: bytes, n_columns: int, check: RowCheck, why: str
                 raise RowProblem(line, problem)
     except RowProblem as exc:
         raise BadFile(f"{name} line {exc.line}: {exc.problem}") from None
-    finally:
-        csv.field_size_limit(limit)
-    # The fast pass disagreed with every row: say what it saw rather than nothing.
-    raise BadFile(f"{name}: could not be read ({why})")
+    # The fast pass disagreed with every row: say what it saw rather than nothing (pyarrow's
+    # messages may quote a whole record).
+    raise BadFile(f"{name}: could not be read ({capped(why, 300)})")
 
 
 def is_whole(value: str, digits: int = MAX_ID_DIGITS) -> bool:
@@ -164,20 +172,46 @@ def is_whole(value: str, digits: int = MAX_ID_DIGITS) -> bool:
 # --------------------------------------------------------------------------- fast pass
 
 
-def read_table(data: bytes, names: list[str], quoted_newlines: bool,
+def read_table(name: str, data: bytes, names: list[str], quoted_newlines: bool,
                types: dict[str, pa.DataType] | None = None) -> pa.Table:
     """Columns as non-null strings unless ``types`` says otherwise; pyarrow skips a BOM itself."""
     # pyarrow takes a quote left open at the end of the file as ending there; an odd number
     # of quote characters can only come from broken quoting.
     if data.count(b'"') % 2:
         raise Fallback
+    try:
+        return _parse(data, names, quoted_newlines, types, BLOCK_BYTES)
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+    # A record longer than two blocks: refused by name if it is longer than a record may be,
+    # else read again in blocks that hold it (one UTF-8 character is at most 4 bytes).
+    check_record_sizes(name, data)
+    block = min(len(data) + 1, 4 * MAX_RECORD_CHARS + 1)
+    return _parse(data, names, quoted_newlines, types, max(block, BLOCK_BYTES))
+
+
+def _parse(data: bytes, names: list[str], quoted_newlines: bool,
+           types: dict[str, pa.DataType] | None, block: int) -> pa.Table:
     return pacsv.read_csv(
         pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(use_threads=True, block_size=8 << 20),
+        read_options=pacsv.ReadOptions(use_threads=True, block_size=block),
         parse_options=pacsv.ParseOptions(newlines_in_values=quoted_newlines),
         convert_options=pacsv.ConvertOptions(
             column_types={n: (types or {}).get(n, pa.string()) for n in names},
             strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=False))
+
+
+def check_record_sizes(name: str, data: bytes) -> None:
+    """BadFile naming the first record longer than MAX_RECORD_CHARS, or badly quoted."""
+    try:
+        for line, row in records(text(data)):
+            size = sum(map(len, row))
+            if size > MAX_RECORD_CHARS:
+                raise RowProblem(line, f"a record of {size:,} characters, more than the "
+                                 f"{MAX_RECORD_CHARS:,} one record may hold")
+    except RowProblem as exc:
+        raise BadFile(f"{name} line {exc.line}: {exc.problem}") from None
 
 
 def require(mask: pa.ChunkedArray | pa.Array) -> None:

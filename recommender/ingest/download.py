@@ -15,20 +15,23 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
+import urllib3
 
 from recommender.ingest import export
 from runtime.config import Settings
-from runtime.errors import DownloadError, TransientDownloadError
+from runtime.errors import DownloadError, DownloadTooLarge, TransientDownloadError, quoted
 from runtime.signing import signed_headers
 
 log = logging.getLogger(__name__)
 
 EXPORT_PATH = "/pluginfile.php/1/ml_recommender/export/"
 CHUNK = 1 << 20
+_WBITS = zlib.MAX_WBITS | 32  # a gzip or a zlib header, whichever the body starts with
 
 Sleep = Callable[[float], None]
 
@@ -49,9 +52,60 @@ def _status_error(name: str, status: int) -> DownloadError:
     return kind(f"{name}: Totara answered HTTP {status}")
 
 
-def _save(response: requests.Response, target: Path) -> int:
-    """Stream the body into ``target`` atomically; the number of bytes written."""
-    expected = response.headers.get("Content-Length")
+def _too_large(name: str, limit: int, what: str) -> DownloadTooLarge:
+    return DownloadTooLarge(f"{name}: larger than ML_DOWNLOAD_MAX_BYTES={limit:,} bytes ({what});"
+                            " raise ML_DOWNLOAD_MAX_BYTES if the export really is this large")
+
+
+def _inflate(name: str, raw: Iterator[bytes]) -> Iterator[bytes]:
+    """Undo gzip or deflate ``Content-Encoding`` here, at most CHUNK bytes per step.
+
+    Not left to requests: its transparent decoding gives no say over how much one read may
+    inflate to, and a small body can inflate to gigabytes (a gzip stream may also hold any
+    number of members, one after the other).
+    """
+    inflater, started = zlib.decompressobj(_WBITS), False
+    try:
+        for data in raw:
+            while data:
+                out = inflater.decompress(data, CHUNK)
+                started = True
+                if inflater.eof:  # a member ended; another may follow
+                    data, started = inflater.unused_data, False
+                    inflater = zlib.decompressobj(_WBITS)
+                else:
+                    data = inflater.unconsumed_tail
+                if out:
+                    yield out
+            while started and not inflater.eof and (out := inflater.decompress(b"", CHUNK)):
+                yield out
+    except zlib.error as exc:
+        raise TransientDownloadError(f"{name}: the compressed download is damaged ({exc})") \
+            from None
+    if started and not inflater.eof:
+        raise TransientDownloadError(f"{name}: the compressed download stopped mid-stream")
+
+
+def _body(response: requests.Response, name: str) -> Iterator[bytes]:
+    """The file's bytes as they arrive, decompressed in bounded steps when they were sent so."""
+    raw = response.raw.stream(CHUNK, decode_content=False)
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return _inflate(name, raw)
+    raise DownloadError(f"{name}: Totara sent the file with Content-Encoding {quoted(encoding)}, "
+                        "which this service cannot read")
+
+
+def _save(response: requests.Response, target: Path, limit: int) -> int:
+    """Stream the body into ``target`` atomically, stopping past ``limit`` bytes; the number
+    of bytes written."""
+    expected = response.headers.get("Content-Length", "")
+    identity = response.headers.get("Content-Encoding", "identity") == "identity"
+    sized = expected.isascii() and expected.isdigit()
+    if identity and sized and int(expected) > limit:  # refused before a byte is read
+        raise _too_large(target.name, limit, f"Totara announced {int(expected):,} bytes")
     # A unique hidden name in the same folder: the rename is atomic and two downloads of the same
     # file (two workers) cannot mix their bytes.
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -59,12 +113,13 @@ def _save(response: requests.Response, target: Path) -> int:
     written = 0
     try:
         with os.fdopen(handle, "wb") as out:
-            for chunk in response.iter_content(CHUNK):
-                out.write(chunk)
+            for chunk in _body(response, target.name):
                 written += len(chunk)
+                if written > limit:
+                    raise _too_large(target.name, limit, f"stopped after {written:,} bytes")
+                out.write(chunk)
         # Content-Length counts the bytes sent, which differ from ours when they were gzipped.
-        identity = response.headers.get("Content-Encoding", "identity") == "identity"
-        if identity and expected is not None and expected.isdigit() and int(expected) != written:
+        if identity and sized and int(expected) != written:
             raise TransientDownloadError(f"{target.name}: the download stopped after {written} "
                                          f"of {expected} bytes")
         os.replace(partial, target)
@@ -92,7 +147,7 @@ def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = t
                               stream=True, timeout=settings.download_timeout,
                               allow_redirects=False) as response:
                     if response.status_code == 200:
-                        size = _save(response, dest / name)
+                        size = _save(response, dest / name, settings.download_max_bytes)
                         log.info("downloaded %s: %d bytes in %.1f s", name, size,
                                  time.monotonic() - started)
                         return True
@@ -100,10 +155,11 @@ def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = t
                         return False
                     if response.status_code != 202:
                         raise _status_error(name, response.status_code)
-            except requests.Timeout:
+            # The body is read from urllib3 directly (_body), which raises its own errors.
+            except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
                 raise TransientDownloadError(f"{name}: Totara did not answer within "
                                              f"{settings.download_timeout:g} s") from None
-            except requests.exceptions.ChunkedEncodingError:
+            except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError):
                 raise TransientDownloadError(f"{name}: the connection broke during the "
                                              "download") from None
             except requests.RequestException as exc:
@@ -136,7 +192,7 @@ def fetch_tenant(settings: Settings, tenant: str, dest: Path, *, sleep: Sleep = 
                  session: requests.Session | None = None) -> None:
     """Download one tenant's three files into ``dest``, in the order Totara's own service uses."""
     if not (tenant.isascii() and tenant.isdigit()):  # it becomes part of a URL and file names
-        raise DownloadError(f"tenant {tenant!r} is not a whole number")
+        raise DownloadError(f"tenant {quoted(tenant)} is not a whole number")
     for name in (export.interactions_file(tenant), export.users_file(tenant),
                  export.items_file(tenant)):
         if not download_file(settings, name, dest, sleep=sleep, session=session):

@@ -22,7 +22,7 @@ import pyarrow as pa
 from recommender.ingest import csvfile, tables
 from recommender.ingest.csvfile import Fallback, RowCheck, RowProblem, is_whole
 from recommender.ingest.tables import INTERACTION_COLUMNS, USER_COLUMNS, Interactions, Items, Users
-from runtime.errors import BadFile, ExportError
+from runtime.errors import BadFile, ExportError, quoted
 from runtime.items import ITEM_TYPES
 
 TENANTS_FILE = "tenants.csv"
@@ -58,13 +58,13 @@ def _check_fixed_header(name: str, header: list[str], expected: tuple[str, ...])
         return
     for column in expected:
         if column not in header:
-            raise ExportError(f"{name} line 1: missing column '{column}'")
+            raise ExportError(f"{name} line 1: missing column {quoted(column)}")
     extra = [c for c in header if c not in expected]
     if extra:
-        raise ExportError(f"{name} line 1: unexpected column '{extra[0]}'")
+        raise ExportError(f"{name} line 1: unexpected column {quoted(extra[0])}")
     if len(header) != len(set(header)):
         twice = next(c for c in header if header.count(c) > 1)
-        raise ExportError(f"{name} line 1: column '{twice}' appears twice")
+        raise ExportError(f"{name} line 1: column {quoted(twice)} appears twice")
     raise ExportError(f"{name} line 1: columns out of order, expected {','.join(expected)}")
 
 
@@ -73,17 +73,17 @@ def _check_item_header(name: str, header: list[str]) -> None:
     head = ("item_id", *ITEM_TYPES)
     for column in (*head, "document"):
         if column not in header:
-            raise ExportError(f"{name} line 1: missing column '{column}'")
+            raise ExportError(f"{name} line 1: missing column {quoted(column)}")
     if tuple(header[:len(head)]) != head or header[-1] != "document":
         raise ExportError(f"{name} line 1: columns out of order, expected "
                           f"{','.join(head)},<topic_* and tag_* columns>,document")
     seen: set[str] = set()
     for tag in header[len(head):-1]:
         if not tag.startswith(("topic_", "tag_")):
-            raise ExportError(f"{name} line 1: unexpected column '{tag}' (topic and tag "
+            raise ExportError(f"{name} line 1: unexpected column {quoted(tag)} (topic and tag "
                               "columns start with topic_ or tag_)")
         if tag in seen:
-            raise ExportError(f"{name} line 1: column '{tag}' appears twice")
+            raise ExportError(f"{name} line 1: column {quoted(tag)} appears twice")
         seen.add(tag)
 
 
@@ -94,7 +94,7 @@ def _check_item_header(name: str, header: list[str]) -> None:
 def _check_tenant(tenant: str) -> None:
     # The tenant becomes part of file names: only Totara's whole numbers may get there.
     if not (tenant.isascii() and tenant.isdigit()):
-        raise ExportError(f"tenant {tenant!r} is not a whole number")
+        raise ExportError(f"tenant {quoted(tenant)} is not a whole number")
 
 
 def read_tenants(directory: Path) -> list[str]:
@@ -115,7 +115,7 @@ def read_tenants(directory: Path) -> list[str]:
             if len(row) != 1:
                 raise RowProblem(line, f"{len(row)} fields, expected 1")
             if not is_whole(row[0]):
-                raise RowProblem(line, f"tenant '{row[0]}' is not a whole number")
+                raise RowProblem(line, f"tenant {quoted(row[0])} is not a whole number")
             tenant = str(int(row[0]))
             if tenant not in tenants:
                 tenants.append(tenant)
@@ -157,7 +157,7 @@ class _Reading:
         header = csvfile.header(name, data)
         header_check(header)
         try:
-            table = csvfile.read_table(data, header, quoted_newlines, types)
+            table = csvfile.read_table(name, data, header, quoted_newlines, types)
             result = fast(table)
         except (Fallback, pa.ArrowInvalid) as exc:
             csvfile.slow_check(name, data, len(header), check(),

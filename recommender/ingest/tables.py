@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from recommender.ingest import csvfile
 from recommender.ingest.csvfile import Fallback, RowCheck, is_whole, require
+from runtime.errors import capped, quoted
 from runtime.items import ITEM_TYPES, parse_item_key
 
 # One-hot columns of user_data (contract §5) and the free-text ones.
@@ -80,7 +81,7 @@ def user_row_check() -> RowCheck:
     def check(row: list[str]) -> str | None:
         uid = row[0]
         if not is_whole(uid):
-            return f"user_id '{uid}' is not a whole number"
+            return f"user_id {quoted(uid)} is not a whole number"
         if int(uid) in seen:
             return f"duplicate user_id {uid.strip()}"
         seen.add(int(uid))
@@ -96,9 +97,9 @@ def user_row_check() -> RowCheck:
 def _competency_problem(pair: str) -> str | None:
     parts = pair.split(":")
     if len(parts) != 2 or parts[0] == "":
-        return f"competencies_scale entry '{pair}' is not competencyid:proficiency"
+        return f"competencies_scale entry {quoted(pair)} is not competencyid:proficiency"
     if not _NUMBER_RE.fullmatch(parts[1]):
-        return f"competencies_scale entry '{pair}': proficiency is not a number"
+        return f"competencies_scale entry {quoted(pair)}: proficiency is not a number"
     return None
 
 
@@ -141,18 +142,19 @@ def item_row_check(header: list[str]) -> RowCheck:
         key = row[0]
         parsed = _parse_key(key)
         if parsed is None:
-            return f"item_id '{key}' does not start with a Totara item type and end with an id"
+            return (f"item_id {quoted(key)} does not start with a Totara item type and end "
+                    "with an id")
         if key in seen:
             return f"duplicate item_id {key}"
         seen.add(key)
         flags = row[1:-1]
         for column, flag in zip(flag_columns, flags, strict=True):
             if flag not in ("0", "1"):
-                return f"{column} flag '{flag}' is not 0 or 1"
+                return f"{capped(column)} flag {quoted(flag)} is not 0 or 1"
         types = [i for i, flag in enumerate(flags[:len(ITEM_TYPES)]) if flag == "1"]
         if types != [parsed[0]]:
             marked = ",".join(ITEM_TYPES[i] for i in types) or "none"
-            return f"item type flags ({marked}) disagree with item_id '{key}'"
+            return f"item type flags ({marked}) disagree with item_id {quoted(key)}"
         return None
 
     return check
@@ -194,15 +196,16 @@ def interaction_row_check(users_name: str, items_name: str, user_ids: set[int],
     def check(row: list[str]) -> str | None:
         uid, key, rating, stamp = row
         if not is_whole(uid):
-            return f"user_id '{uid}' is not a whole number"
+            return f"user_id {quoted(uid)} is not a whole number"
         if _parse_key(key) is None:
-            return f"item_id '{key}' does not start with a Totara item type and end with an id"
+            return (f"item_id {quoted(key)} does not start with a Totara item type and end "
+                    "with an id")
         if not is_whole(rating) or int(rating) > 1:
-            return f"rating '{rating}' is not 0 or 1"
+            return f"rating {quoted(rating)} is not 0 or 1"
         if not is_whole(stamp) or int(stamp) >= MAX_TIME:
-            return f"timestamp '{stamp}' is not a whole number of seconds"
+            return f"timestamp {quoted(stamp)} is not a whole number of seconds"
         if int(uid) not in user_ids:
-            return f"user_id {uid} is not in {users_name}"
+            return f"user_id {uid.strip(csvfile.SPACES)} is not in {users_name}"
         if key not in item_keys:
             return f"item_id {key} is not in {items_name}"
         return None

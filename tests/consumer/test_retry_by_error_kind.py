@@ -27,6 +27,7 @@ RETRIED = [
 ]
 DEAD_LETTERED = [
     errors.DownloadError("user_interactions_7.csv: Totara answered 404"),
+    errors.DownloadTooLarge("user_interactions_7.csv: larger than ML_DOWNLOAD_MAX_BYTES"),
     errors.ExportError("user_interactions_7.csv line 3: 2 fields, expected 4"),
     errors.BadFile("items_7.csv: the file is missing"),
     errors.StaleVersionError("version 1 of tenant 7 was not published: a newer one is current"),
