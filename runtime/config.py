@@ -57,6 +57,8 @@ class Settings:
     broker_queue_type: str = "classic"
     # Warm starts from the saved model allowed in a row before a full fit; 0 = always full
     incremental_runs: int = 6
+    # The operator's explorer (/explore) and its HTTP Basic password; None = the explorer is off
+    explorer_password: str | None = None
 
     @property
     def gunicorn_bind(self) -> list[str]:
@@ -191,6 +193,18 @@ def _broker_prefix(env: Mapping[str, str]) -> str:
     return broker_prefix
 
 
+def _explorer_password(env: Mapping[str, str]) -> str | None:
+    """ML_EXPLORER_PASSWORD: user-level data is behind it, so a short one is refused."""
+    password = env.get("ML_EXPLORER_PASSWORD", "")
+    if password == "":
+        return None
+    if len(password) < MIN_KEY_LENGTH:
+        raise ConfigError(f"ML_EXPLORER_PASSWORD is {len(password)} characters long: expected "
+                          f"at least {MIN_KEY_LENGTH} characters, or unset to turn the explorer "
+                          "off")
+    return password
+
+
 def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
     """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
     env = os.environ if env is None else env
@@ -231,6 +245,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         log_format=log_format,
         broker_queue_type=queue_type,
         incremental_runs=_int(env, "ML_INCREMENTAL_RUNS", 6, 0, 1000),
+        explorer_password=_explorer_password(env),
     )
 
 
