@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     app = falcon.App(middleware=[RequestObserver(),
                                  TotaraAuth(settings.totara_key, settings.dev, auth_state)])
     ErrorHandlers(settings.dev).install(app)
-    app.add_route("/", Home(settings.dev, client, broker_url, settings.retrain_freq_minutes))
+    app.add_route("/", Home(settings.dev, client, broker_url, settings.retrain_freq_minutes,
+                            totara_url=settings.totara_url))
     app.add_route("/favicon.ico", Favicon())
     app.add_route("/openapi.json", OpenApi())
     app.add_route("/user-items", UserItems(reader, counters))
