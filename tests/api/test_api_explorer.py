@@ -189,3 +189,13 @@ def test_item_text_and_labels_are_escaped_whatever_they_hold(trained, text, labe
     api.redis.hset(keys.item_info_bucket("0", version, number), key, hostile.to_bytes())
     page = api.get(f"/explore/tenants/0/items/{key}", headers=basic()).text
     assert "<script>" not in page and "<b>" not in page
+
+
+def test_every_documented_explorer_path_is_served(api, trained):
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    documented = sorted(p for p in document["paths"] if p.startswith("/explore"))
+    assert len(documented) == 8
+    user, item = _users(trained)[0], trained.exports["0"].items.keys[0]
+    for path in documented:
+        concrete = path.format(tenant="0", user_id=user, item_id=item)
+        assert api.get(concrete, headers=basic()).status_code == 200, concrete
