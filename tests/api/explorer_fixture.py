@@ -45,13 +45,19 @@ class Trained:
         return fakeredis.FakeRedis(server=self.server)
 
 
-def train_demo(folder: Path, **extra: str) -> Trained:
+def train_demo(folder: Path, versions: int = 1, **extra: str) -> Trained:
+    """Tenants 0 and 1 trained; tenant 0 ``versions`` times (its quality history)."""
     demo.write_demo_export(folder / "export", tenants=len(TENANTS), users=120, items=50,
                            interactions=2000, seed=4)
     settings = config.from_env(environment(folder, ML_EXPLORER_PASSWORD=PASSWORD,
                                            ML_EXPORT_DIR=str(folder / "export"), **extra))
     server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server)
     for tenant in TENANTS:
-        pipeline.train_tenant(settings, fakeredis.FakeRedis(server=server), tenant, params=FAST)
+        pipeline.train_tenant(settings, client, tenant, params=FAST)
+    for epochs in range(2, versions + 1):  # other fits, so that P@10 moves between versions
+        pipeline.train_tenant(settings, client, "0", force=True,
+                              params=TrainParams(components=8, max_epochs=epochs + 3,
+                                                 patience=epochs + 3))
     return Trained(settings, server,
                    {t: export.load_tenant(folder / "export", t) for t in TENANTS})
