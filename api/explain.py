@@ -80,7 +80,7 @@ def _history(records: np.ndarray, model: ModelArrays) -> list[Interaction]:
             for r in known]
 
 
-def _recent(reader: Reader, version: Version, user_id: int) -> list[ItemRef]:
+def _recent(reader: lists.ListReader, version: Version, user_id: int) -> list[ItemRef]:
     refs = []
     for raw in reader.recent_events(version.tenant, user_id):
         try:
@@ -128,7 +128,7 @@ def _explain(model: ModelArrays | None, entries: list[Recommended], basis: list[
         entry.because = basis[int(known_sources[source])]
 
 
-def _type_list(reader: Reader, version: Version, learner: Learner, type_code: int,
+def _type_list(reader: lists.ListReader, version: Version, learner: Learner, type_code: int,
                model: ModelArrays | None) -> TypeList:
     found = lists.user_list(reader, version, learner.user_id, type_code, SHOWN)
     learner.in_model = found.source == lists.Source.PUBLISHED
@@ -151,8 +151,9 @@ def learner(reader: Reader, version: Version, user_id: int) -> Learner:
     records = explore.read_history(reader.client(), version.tenant, version.version, user_id)
     if records is not None and model is not None:
         view.history = _history(records, model)
-    view.recent = _recent(reader, version, user_id)
-    view.lists = [_type_list(reader, version, view, t, model) for t in range(len(ITEM_TYPES))]
+    once = lists.OncePerPage(reader)
+    view.recent = _recent(once, version, user_id)
+    view.lists = [_type_list(once, version, view, t, model) for t in range(len(ITEM_TYPES))]
     view.note = _note(view)
     return view
 

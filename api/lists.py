@@ -6,11 +6,14 @@ gets, by construction; they differ only in how they format the answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
 
+from api.foldin import ModelArrays
 from api.reader import Reader, Version
 from published import packing
 from runtime.items import TYPE_CODE, item_key, parse_item_key
@@ -27,6 +30,43 @@ class Source(StrEnum):
     POPULAR = "popular"  # the tenant's popularity list
 
 
+class ListReader(Protocol):
+    """What the lists are read through: api.reader.Reader, or a page's ``OncePerPage``."""
+
+    def user_lists(self, version: Version, user_id: int) -> bytes | None: ...
+    def recent_events(self, tenant: str, user_id: int) -> list[bytes]: ...
+    def model(self, version: Version) -> ModelArrays | None: ...
+    def similar_lists(self, version: Version, number: int,
+                      fields: Sequence[str]) -> list[bytes | None]: ...
+
+
+class OncePerPage:
+    """A Reader whose user values are read once: a page asks for the five lists of one user,
+    which are one value in Redis (and one list of recent events)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self._lists: dict[int, bytes | None] = {}
+        self._events: dict[tuple[str, int], list[bytes]] = {}
+
+    def user_lists(self, version: Version, user_id: int) -> bytes | None:
+        if user_id not in self._lists:
+            self._lists[user_id] = self.reader.user_lists(version, user_id)
+        return self._lists[user_id]
+
+    def recent_events(self, tenant: str, user_id: int) -> list[bytes]:
+        if (tenant, user_id) not in self._events:
+            self._events[(tenant, user_id)] = self.reader.recent_events(tenant, user_id)
+        return self._events[(tenant, user_id)]
+
+    def model(self, version: Version) -> ModelArrays | None:
+        return self.reader.model(version)
+
+    def similar_lists(self, version: Version, number: int,
+                      fields: Sequence[str]) -> list[bytes | None]:
+        return self.reader.similar_lists(version, number, fields)
+
+
 @dataclass(frozen=True)
 class UserList:
     ids: np.ndarray  # uint32
@@ -34,7 +74,7 @@ class UserList:
     source: Source
 
 
-def user_list(reader: Reader, version: Version, user_id: int, type_code: int,
+def user_list(reader: ListReader, version: Version, user_id: int, type_code: int,
               n_items: int) -> UserList:
     """The user's list of ``type_code`` (at least its first ``n_items`` entries)."""
     blob = reader.user_lists(version, user_id)
@@ -49,7 +89,7 @@ def user_list(reader: Reader, version: Version, user_id: int, type_code: int,
     return UserList(*version.popular_list(type_code), Source.POPULAR)
 
 
-def similar_list(reader: Reader, version: Version,
+def similar_list(reader: ListReader, version: Version,
                  item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The item's similar items, best first, never itself; None for an unknown item."""
     parsed = parse_item_key(item_id)

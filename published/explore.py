@@ -32,13 +32,19 @@ QUALITY_VERSIONS = 20
 MOST_RECOMMENDED = 20
 
 
+def records(items: np.ndarray, times: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    """``HISTORY`` records of the arrays, times and ratings clipped to their fields; a user's
+    value is their slice of it (``pack_history``), so a whole tenant is converted at once."""
+    out = np.empty(len(items), HISTORY)
+    out["item"] = items
+    out["time"] = np.clip(times, 0, 2**32 - 1)
+    out["rating"] = np.clip(ratings, 0, 255)
+    return out
+
+
 def pack_history(items: np.ndarray, times: np.ndarray, ratings: np.ndarray) -> bytes:
-    """Records in the order given (newest first), at most ``MAX_HISTORY``."""
-    records = np.empty(min(len(items), MAX_HISTORY), HISTORY)
-    records["item"] = items[:len(records)]
-    records["time"] = np.clip(times[:len(records)], 0, 2**32 - 1)
-    records["rating"] = np.clip(ratings[:len(records)], 0, 255)
-    return records.tobytes()
+    """One user's value: records in the order given (newest first), at most ``MAX_HISTORY``."""
+    return records(items[:MAX_HISTORY], times[:MAX_HISTORY], ratings[:MAX_HISTORY]).tobytes()
 
 
 def unpack_history(blob: bytes) -> np.ndarray:

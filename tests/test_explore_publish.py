@@ -131,3 +131,17 @@ def test_damaged_values_read_as_absent():
     assert explore.Figures.from_bytes(b'{"quality": 3}') is None
     assert len(explore.unpack_history(b"\x01\x02")) == 0
     assert TYPE_CODE  # the type codes the figures count by
+
+
+_SECTION = st.lists(st.integers(0, 2**32 - 1), max_size=14)
+
+
+@given(st.lists(st.lists(_SECTION, max_size=6), max_size=8), st.integers(0, 12))
+def test_heads_of_many_values_are_the_first_ids_that_unpack_reads(values, n):
+    blobs = [packing.pack([(np.array(ids, "<u4"), np.zeros(len(ids), "<f4")) for ids in value])
+             for value in values]
+    expected = sorted((v, s, i) for v, blob in enumerate(blobs) for s in range(blob[1])
+                      for i in packing.unpack(blob, s)[0][:n].tolist())
+    got = packing.heads(blobs, n)
+    assert sorted(zip(*(a.tolist() for a in got), strict=True)) == expected
+    assert got[0].tolist() == sorted(got[0].tolist())  # value by value, in the order given

@@ -81,6 +81,7 @@ class Tally:
         self._sorted = packed[self._order]
         self.counts = np.zeros(len(packed), np.int64)
         self.users: dict[int, list[int]] = {}
+        self._named = np.zeros(len(packed), np.int64)
 
     def watch(self, batches: Iterable[UserBatch]) -> Iterator[UserBatch]:
         """The batches unchanged, counted on their way."""
@@ -89,32 +90,38 @@ class Tally:
             yield batch
 
     def _count(self, batch: UserBatch) -> None:
-        keys, owners = [], []
-        for user_id, blob in batch:
-            for section in range(blob[1]):
-                ids = packing.unpack(blob, section)[0][:explore.NEAR_TOP]
-                keys.append((np.int64(section) << 32) | ids.astype(np.int64))
-                owners.append(np.full(len(ids), user_id, np.int64))
-        if not keys:
-            return
-        packed = np.concatenate(keys)
+        values, sections, ids = packing.heads([blob for _, blob in batch], explore.NEAR_TOP)
+        owners = np.fromiter((u for u, _ in batch), np.int64, len(batch))[values]
+        packed = (sections << 32) | ids
         pos = np.minimum(np.searchsorted(self._sorted, packed), len(self._sorted) - 1)
         found = self._sorted[pos] == packed
-        rows, users = self._order[pos[found]], np.concatenate(owners)[found]
+        rows, users = self._order[pos[found]], owners[found]
         self.counts += np.bincount(rows, minlength=len(self.counts))
-        for row, user in zip(rows.tolist(), users.tolist(), strict=True):
-            named = self.users.setdefault(row, [])
-            if len(named) < explore.NEAR_TOP_USERS:
-                named.append(user)
+        self._name(rows, users)
+
+    def _name(self, rows: np.ndarray, users: np.ndarray) -> None:
+        """Keep the first NEAR_TOP_USERS users of each row, in the order of the lists."""
+        named = self._named
+        still = named[rows] < explore.NEAR_TOP_USERS
+        rows, users = rows[still], users[still]
+        order = np.argsort(rows, kind="stable")
+        rows, users = rows[order], users[order]
+        rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+        keep = rank < explore.NEAR_TOP_USERS - named[rows]
+        for row, user in zip(rows[keep].tolist(), users[keep].tolist(), strict=True):
+            self.users.setdefault(row, []).append(user)
+        self._named = named + np.bincount(rows[keep], minlength=len(self.counts))
 
 
 def _histories(model: SavedModel, source: Source) -> Iterator[list[tuple[int, bytes]]]:
+    """Users' values, batch by batch; the source keeps MAX_HISTORY a user already."""
+    every = explore.records(source.items, source.times, source.ratings)
+    bounds = source.indptr.tolist()
     batch = []
     for row, user_id in enumerate(model.user_ids.tolist()):
-        start, end = int(source.indptr[row]), int(source.indptr[row + 1])
+        start, end = bounds[row], bounds[row + 1]
         if end > start:
-            batch.append((user_id, explore.pack_history(
-                source.items[start:end], source.times[start:end], source.ratings[start:end])))
+            batch.append((user_id, every[start:end].tobytes()))
         if len(batch) >= HISTORY_BATCH:
             yield batch
             batch = []
