@@ -110,7 +110,8 @@ class Find(_Resource):
 
     template = "find.html"
 
-    def on_get_redirect(self, tenant: str, query: str) -> str | None:
+    @staticmethod
+    def _target(tenant: str, query: str) -> str | None:
         if not tenant or not query:
             return None
         kind = "users" if _WHOLE.match(query) else "items"
@@ -119,7 +120,7 @@ class Find(_Resource):
     def view(self, req: falcon.Request, **params: str) -> dict[str, Any]:
         tenant = (req.get_param("tenant") or "").strip()
         query = (req.get_param("q") or "").strip()
-        target = None if self.as_json else self.on_get_redirect(tenant, query)
+        target = None if self.as_json else self._target(tenant, query)
         if target is not None:
             raise falcon.HTTPSeeOther(target)
         return {"tenants": catalogue.tenants(self.reader), "tenant": tenant, "query": query}
@@ -150,7 +151,8 @@ class ItemPage(_Resource):
         view = catalogue.item(self.reader, version, params["item_id"])
         if view is None:
             raise NotFound("An item id is a type and a number, such as container_course12")
-        return {"view": view, "learner": req.get_param("from")}
+        learner = req.get_param("from") or ""  # the learner page that linked here
+        return {"view": view, "learner": learner if _WHOLE.match(learner) else None}
 
 
 def install(app: falcon.App, password: str | None, reader: Reader) -> None:
