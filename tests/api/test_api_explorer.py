@@ -14,6 +14,7 @@ from api_client import Api
 from explorer_fixture import KEY, PASSWORD, basic, environment, train_demo
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from publish_fixture import publish_not_trained
 
 from published import explore, keys, versions
 from published.savedmodel import ItemVectors
@@ -199,3 +200,12 @@ def test_every_documented_explorer_path_is_served(api, trained):
     for path in documented:
         concrete = path.format(tenant="0", user_id=user, item_id=item)
         assert api.get(concrete, headers=basic()).status_code == 200, concrete
+
+
+def test_a_tenant_too_small_to_train_has_a_page_and_no_learner_pages(api):
+    publish_not_trained(api.redis, "4")
+    tenant = api.get("/explore/tenants/4", headers=basic())
+    assert tenant.status_code == 200 and "not_trained" in tenant.text
+    assert 'id="no-figures"' in tenant.text
+    learner = api.get("/explore/api/tenants/4/users/3", headers=basic())
+    assert learner.status_code == 404 and "not trained" in learner.json["message"]
