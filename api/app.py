@@ -12,7 +12,7 @@ from collections.abc import Callable
 import falcon
 import redis
 
-from api import connection
+from api import connection, explorer
 from api.auth import AuthState, TotaraAuth
 from api.errors import ErrorHandlers
 from api.health import HealthCheck, Livez, Readyz
@@ -32,7 +32,8 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     """Build the app; ``counters`` and ``auth_state`` let callers observe it."""
     if settings is None:
         settings = load_or_exit()
-        logsetup.configure(settings.log_level, settings.log_format, [settings.totara_key])
+        logsetup.configure(settings.log_level, settings.log_format,
+                           [settings.totara_key, settings.explorer_password])
     client = (connection.fixed(redis_client) if redis_client is not None
               else connection.LazyRedis(settings))
     if broker_url is None:
@@ -47,7 +48,8 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     app = falcon.App(middleware=[RequestObserver(settings.access_log),
                                  TotaraAuth(settings.totara_key, settings.dev, auth_state)])
     ErrorHandlers(settings.dev).install(app)
-    app.add_route("/", Home(settings.dev, client, broker_url, settings.retrain_freq_minutes))
+    app.add_route("/", Home(settings.dev, client, broker_url, settings.retrain_freq_minutes,
+                            totara_url=settings.totara_url))
     app.add_route("/favicon.ico", Favicon())
     app.add_route("/openapi.json", OpenApi())
     app.add_route("/user-items", UserItems(reader, counters))
@@ -56,5 +58,6 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     app.add_route("/livez", Livez())
     app.add_route("/readyz", Readyz())
     app.add_route("/metrics", MetricsEndpoint(client, settings.retrain_freq_minutes))
+    explorer.install(app, settings.explorer_password, reader)
     return app
 

@@ -19,7 +19,8 @@ NO_USER = "Bad request: no such user id"
 NO_ITEM = "Bad request: no such item id"
 NO_TYPE = "Bad request: no such item type is available"
 
-_ENTRY = '["%d", "% .4f"]'
+SCORE = "% .4f"  # a score as Totara receives it (the explorer shows it the same way)
+_ENTRY = '["%d", "' + SCORE + '"]'
 # Templates by list length (at most MAX_N_ITEMS + 1 of them, a few kB each).
 _TEMPLATES: dict[int, str] = {}
 

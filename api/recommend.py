@@ -11,20 +11,17 @@ import logging
 import threading
 
 import falcon
-import numpy as np
 
-from api import envelope, params
+from api import envelope, lists, params
 from api.metrics import COLD_ANSWERS, ColdAnswer
 from api.reader import Reader, Version
-from published import packing
 from published.runs import VersionStatus
 from runtime.errors import BadRequest
-from runtime.items import TYPE_CODE, item_key, parse_item_key
+from runtime.items import TYPE_CODE
 
 log = logging.getLogger(__name__)
 
-_ARTICLE = TYPE_CODE["engage_article"]
-_MICRO = TYPE_CODE["engage_microlearning"]
+_COLD = {lists.Source.FOLD_IN: ColdAnswer.FOLD_IN, lists.Source.POPULAR: ColdAnswer.POPULAR}
 
 
 class ColdCounters:
@@ -82,28 +79,12 @@ class UserItems:
         type_code = TYPE_CODE.get(query.item_type)
         if type_code is None:
             return envelope.failure(envelope.NO_TYPE)
-        blob = self.reader.user_lists(version, query.user_id)
-        if blob is not None:
-            ids, scores = packing.unpack(blob, type_code)
-            return envelope.success(ids, scores, query.n_items)
-        ids, scores = self._cold(version, query, type_code)
-        return envelope.success(ids, scores, query.n_items)
-
-    def _cold(self, version: Version, query: params.UserItemsQuery,
-              type_code: int) -> tuple[np.ndarray, np.ndarray]:
-        events = self.reader.recent_events(query.tenant, query.user_id)
-        if events:
-            model = self.reader.model(version)
-            found = model.recommend(events, type_code, query.n_items) if model else None
-            if found is not None:
-                self.counters.count(ColdAnswer.FOLD_IN)
-                log.debug("tenant %s user %s: fold-in from %d recent events", query.tenant,
-                          query.user_id, len(events))
-                return found
-        self.counters.count(ColdAnswer.POPULAR)
-        log.debug("tenant %s user %s: no list and no usable events, popularity list",
-                  query.tenant, query.user_id)
-        return version.popular_list(type_code)
+        found = lists.user_list(self.reader, version, query.user_id, type_code, query.n_items)
+        if found.source in _COLD:
+            self.counters.count(_COLD[found.source])
+            log.debug("tenant %s user %s: %s answer (no published list)", query.tenant,
+                      query.user_id, _COLD[found.source].value.replace("_", "-"))
+        return envelope.success(found.ids, found.scores, query.n_items)
 
 
 class SimilarItems:
@@ -125,20 +106,7 @@ class SimilarItems:
         problem = _model_problem(self.reader, version, query.tenant)
         if problem is not None:
             return envelope.failure(problem)
-        parsed = parse_item_key(query.item_id)
-        if parsed is None:
+        found = lists.similar_list(self.reader, version, query.item_id)
+        if found is None:
             return envelope.failure(envelope.NO_ITEM)
-        type_code, number = parsed
-        fields = [query.item_id]
-        if type_code == _ARTICLE:
-            # Totara sends engage_article<id> for micro-learning too; both share a bucket, so
-            # the retry is a second field of the same HMGET.
-            fields.append(item_key(_MICRO, number))
-        blob = next((b for b in self.reader.similar_lists(version, number, fields) if b), None)
-        if blob is None:
-            return envelope.failure(envelope.NO_ITEM)
-        ids, scores = packing.unpack(blob, 0)
-        itself = ids == number
-        if itself.any():  # the publisher never stores it; this keeps the promise regardless
-            ids, scores = ids[~itself], scores[~itself]
-        return envelope.success(ids, scores, query.n_items)
+        return envelope.success(*found, query.n_items)

@@ -43,6 +43,8 @@ class Report:
     tenants_total: int = 0
     scheduled_period: float | None = None  # start of the newest claimed retrain period
     retrain_seconds: int = 0
+    totara_ok: bool | None = None  # None: not configured
+    totara_detail: str = "not checked"
 
     @property
     def next_retrain(self) -> float | None:
@@ -51,23 +53,33 @@ class Report:
         return self.scheduled_period + self.retrain_seconds
 
 
-class BrokerProbe:
-    """Whether the broker accepts a connection, checked at most every ``ttl`` seconds."""
+class _CachedProbe:
+    """A dependency check run at most every ``ttl`` seconds, whoever loads the page."""
 
-    def __init__(self, url: Callable[[], str], ttl: float = BROKER_CACHE_SECONDS,
-                 check: Callable[[str], str | None] = checks.broker) -> None:
-        self._url = url
+    def __init__(self, ttl: float) -> None:
         self._ttl = ttl
-        self._check = check
-        self._result: tuple[float, bool, str] | None = None
+        self._result: tuple[float, bool | None, str] | None = None
         self._lock = threading.Lock()
 
-    def __call__(self) -> tuple[bool, str]:
+    def __call__(self) -> tuple[bool | None, str]:
         with self._lock:
             now = time.monotonic()
             if self._result is None or now - self._result[0] >= self._ttl:
                 self._result = (now, *self._probe())
             return self._result[1], self._result[2]
+
+    def _probe(self) -> tuple[bool | None, str]:
+        raise NotImplementedError
+
+
+class BrokerProbe(_CachedProbe):
+    """Whether the broker accepts a connection, checked at most every ``ttl`` seconds."""
+
+    def __init__(self, url: Callable[[], str], ttl: float = BROKER_CACHE_SECONDS,
+                 check: Callable[[str], str | None] = checks.broker) -> None:
+        super().__init__(ttl)
+        self._url = url
+        self._check = check
 
     def _probe(self) -> tuple[bool, str]:
         try:
@@ -82,13 +94,38 @@ class BrokerProbe:
         return problem is None, kind if problem is None else f"{kind}: unreachable"
 
 
-def collect(client: Callable[[], redis.Redis], broker: Callable[[], tuple[bool, str]],
-            retrain_minutes: int, now: float | None = None) -> Report:
+class TotaraProbe(_CachedProbe):
+    """Whether Totara answers the health check's status query (api.checks.totara), at most
+    every ``ttl`` seconds; what is shown never holds the URL or the address."""
+
+    def __init__(self, url: str | None, ttl: float = BROKER_CACHE_SECONDS,
+                 check: Callable[[str | None], tuple[checks.Facts, list[str]]] = checks.totara,
+                 ) -> None:
+        super().__init__(ttl)
+        self._url = url
+        self._check = check
+
+    def _probe(self) -> tuple[bool | None, str]:
+        if not self._url:
+            return None, "not configured"
+        facts, problems = self._check(self._url)
+        if problems:
+            return False, "unreachable or not answering its status query"
+        elapsed = facts.get("elapsed_seconds")
+        return True, ("reachable" if not isinstance(elapsed, int | float)
+                      else f"reachable ({elapsed * 1000:.0f} ms)")
+
+
+def collect(client: Callable[[], redis.Redis], broker: Callable[[], tuple[bool | None, str]],
+            retrain_minutes: int, now: float | None = None,
+            totara: Callable[[], tuple[bool | None, str]] | None = None) -> Report:
     """The report; a Redis that is down gives a report that says so, never an exception."""
     now = time.time() if now is None else now
     broker_ok, broker_detail = broker()
     report = Report(now, False, "", broker_ok, broker_detail,
                     retrain_seconds=retrain_minutes * 60)
+    if totara is not None:
+        report.totara_ok, report.totara_detail = totara()
     started = time.perf_counter()
     try:
         _read(client(), report)

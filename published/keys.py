@@ -97,9 +97,26 @@ def item_bucket(tenant: str, version: str, item_number: int) -> str:
     return f"ml:{{{tenant}}}:v:{version}:i:{item_number % ITEM_BUCKETS}"
 
 
+def history_bucket(tenant: str, version: str, user_id: int) -> str:
+    """Hash: field = Totara user id, value = the user's packed interactions (published.explore)."""
+    return f"ml:{{{tenant}}}:v:{version}:h:{user_id % USER_BUCKETS}"
+
+
+def item_info_bucket(tenant: str, version: str, item_number: int) -> str:
+    """Hash: field = item key, value = the item's labels, text and counts (JSON, the explorer)."""
+    return f"ml:{{{tenant}}}:v:{version}:f:{item_number % ITEM_BUCKETS}"
+
+
+def figures(tenant: str, version: str) -> str:
+    """String: the version's quality history, list coverage and most recommended items (JSON)."""
+    return f"ml:{{{tenant}}}:v:{version}:figures"
+
+
 def version_keys(tenant: str, version: str) -> list[str]:
     """Every key a version can own, for deletion without SCAN."""
     base = f"ml:{{{tenant}}}:v:{version}"
-    return ([f"{base}:meta", f"{base}:model", f"{base}:pop"]
+    return ([f"{base}:meta", f"{base}:model", f"{base}:pop", f"{base}:figures"]
             + [f"{base}:u:{b}" for b in range(USER_BUCKETS)]
-            + [f"{base}:i:{b}" for b in range(ITEM_BUCKETS)])
+            + [f"{base}:i:{b}" for b in range(ITEM_BUCKETS)]
+            + [f"{base}:h:{b}" for b in range(USER_BUCKETS)]
+            + [f"{base}:f:{b}" for b in range(ITEM_BUCKETS)])

@@ -49,3 +49,38 @@ def unpack(blob: bytes, section: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def unpack_all(blob: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
     return [unpack(blob, s) for s in range(blob[1])]
+
+
+def heads(blobs: Sequence[bytes], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``n`` ids of every section of many values, read with array operations (the
+    publisher counts them over every user's lists): ``(value index, section, id)`` int64
+    arrays, value by value in the order given."""
+    sizes = np.fromiter(map(len, blobs), np.int64, len(blobs))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    data = np.frombuffer(b"".join(blobs), np.uint8)
+    n_sections = data[starts + 1] if len(blobs) else np.empty(0, np.uint8)
+    found = []
+    for width in np.unique(n_sections).tolist():
+        if width == 0:  # a value without sections has no ids
+            continue
+        chosen = np.flatnonzero(n_sections == width)
+        head = starts[chosen]
+        counts = np.stack([_uint(data, head + 2 + 2 * s, 2) for s in range(width)], axis=1)
+        first = head[:, None] + 2 + 2 * width + 8 * (np.cumsum(counts, axis=1) - counts)
+        for position in range(n):
+            value, section = np.nonzero(counts > position)
+            found.append((chosen[value], section.astype(np.int64),
+                          _uint(data, first[value, section] + 4 * position, 4)))
+    if not found:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+    values, sections, ids = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    order = np.argsort(values, kind="stable")
+    return values[order], sections[order], ids[order]
+
+
+def _uint(data: np.ndarray, offsets: np.ndarray, size: int) -> np.ndarray:
+    """Little-endian unsigned integers of ``size`` bytes at ``offsets``."""
+    value = np.zeros(len(offsets), np.int64)
+    for byte in range(size):
+        value |= data[offsets + byte].astype(np.int64) << (8 * byte)
+    return value

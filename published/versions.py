@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import redis
 
@@ -122,19 +122,32 @@ class VersionWriter:
         self.client.set(keys.popular(self.tenant, self.version), blob)
         self.bytes_written += len(blob)
 
+    def _write_bucketed(self, bucket: Callable[[str, str, int], str],
+                        entries: Iterable[tuple[str, int, bytes]]) -> None:
+        by_bucket: dict[str, dict[str, bytes]] = defaultdict(dict)
+        for name, number, blob in entries:
+            by_bucket[bucket(self.tenant, self.version, number)][name] = blob
+        self._write_hashes(by_bucket)
+
     def write_users(self, lists: Iterable[tuple[int, bytes]]) -> None:
         """``(user id, packed lists)`` pairs; call once per batch so memory stays bounded."""
-        by_bucket: dict[str, dict[str, bytes]] = defaultdict(dict)
-        for user_id, blob in lists:
-            by_bucket[keys.user_bucket(self.tenant, self.version, user_id)][str(user_id)] = blob
-        self._write_hashes(by_bucket)
+        self._write_bucketed(keys.user_bucket, ((str(u), u, blob) for u, blob in lists))
 
     def write_items(self, lists: Iterable[tuple[str, int, bytes]]) -> None:
         """``(item key, item number, packed similar items)`` triples."""
-        by_bucket: dict[str, dict[str, bytes]] = defaultdict(dict)
-        for item_key, number, blob in lists:
-            by_bucket[keys.item_bucket(self.tenant, self.version, number)][item_key] = blob
-        self._write_hashes(by_bucket)
+        self._write_bucketed(keys.item_bucket, lists)
+
+    def write_histories(self, histories: Iterable[tuple[int, bytes]]) -> None:
+        """``(user id, packed interactions)`` pairs for the explorer (published.explore)."""
+        self._write_bucketed(keys.history_bucket, ((str(u), u, blob) for u, blob in histories))
+
+    def write_item_infos(self, infos: Iterable[tuple[str, int, bytes]]) -> None:
+        """``(item key, item number, ItemInfo bytes)`` triples for the explorer."""
+        self._write_bucketed(keys.item_info_bucket, infos)
+
+    def write_figures(self, blob: bytes) -> None:
+        self.client.set(keys.figures(self.tenant, self.version), blob)
+        self.bytes_written += len(blob)
 
     def commit(self, meta: Mapping[str, str | int | float]) -> None:
         """Write the meta hash and switch the pointer; raise StaleVersionError if refused, or

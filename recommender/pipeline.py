@@ -28,7 +28,7 @@ from recommender.ingest import download, export
 from recommender.model import features, saving, train, warmstart
 from recommender.outcome import Progress, TenantResult
 from recommender.promotion import gate
-from recommender.publish import modelfile, precompute
+from recommender.publish import explore, modelfile, precompute
 from recommender.publish.restore import publish_saved
 from runtime.config import Settings
 from runtime.errors import (
@@ -144,7 +144,8 @@ def _run(run: Run) -> None:
         return
     meta.trained_at = round(time.time(), 3)
     with run.stage("save"):
-        computing = _save(run.settings, run.tenant, version, model, meta)
+        computing = _save(run.settings, run.tenant, version, model, meta,
+                          None if model is None else explore.from_export(data))
     published_now = _publish(run, version, model, meta)
     # The lists are computed while their file is written; that time counts as publishing, as
     # it did when they were computed on their way to Redis, so the stages keep their meaning.
@@ -236,7 +237,7 @@ def _saved(settings: Settings, tenant: str) -> warmstart.Saved | None:
 
 
 def _save(settings: Settings, tenant: str, version: str, model: SavedModel | None,
-          meta: RunMeta) -> float:
+          meta: RunMeta, source: explore.Source | None = None) -> float:
     """Write the version's files; its lists are computed as their file is written, and
     published from it (recommender.publish.restore.publish_saved). Returns the seconds spent
     computing the lists."""
@@ -245,7 +246,8 @@ def _save(settings: Settings, tenant: str, version: str, model: SavedModel | Non
         lists = None if model is None else precompute.lists(
             model, settings.top_k, settings.num_threads, batches=lambda b: _clocked(b, spent))
     try:
-        modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists)
+        modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists,
+                       source)
     except OSError as exc:
         raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
                               f"{settings.models_dir}: {exc}") from exc

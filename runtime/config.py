@@ -74,6 +74,8 @@ class Settings:
     max_deliveries: int = 5
     # Largest export file a download may write (bytes, after decompression)
     download_max_bytes: int = 2 << 30
+    # The operator's explorer (/explore) and its HTTP Basic password; None = the explorer is off
+    explorer_password: str | None = None
 
     @property
     def schedule(self) -> Schedule:
@@ -212,6 +214,18 @@ def _worker_metrics(env: Mapping[str, str]) -> tuple[int, str]:
     return port, host
 
 
+def _explorer_password(env: Mapping[str, str]) -> str | None:
+    """ML_EXPLORER_PASSWORD: user-level data is behind it, so a short one is refused."""
+    password = env.get("ML_EXPLORER_PASSWORD", "")
+    if password == "":
+        return None
+    if len(password) < MIN_KEY_LENGTH:
+        raise ConfigError(f"ML_EXPLORER_PASSWORD is {len(password)} characters long: expected "
+                          f"at least {MIN_KEY_LENGTH} characters, or unset to turn the explorer "
+                          "off")
+    return password
+
+
 def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = True) -> Settings:
     """Read and check every variable; ``require_totara`` for the API, the worker and downloads."""
     env = os.environ if env is None else env
@@ -260,6 +274,7 @@ def from_env(env: Mapping[str, str] | None = None, *, require_totara: bool = Tru
         worker_stop_grace=number(env, "ML_WORKER_STOP_GRACE", 8.0, 0.0, 86400.0),
         max_deliveries=whole_number(env, "ML_MAX_DELIVERIES", 5, 1, 1000),
         download_max_bytes=whole_number(env, "ML_DOWNLOAD_MAX_BYTES", 2 << 30, 1024, 1 << 40),
+        explorer_password=_explorer_password(env),
     )
 
 

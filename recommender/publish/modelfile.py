@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from published.savedmodel import SavedModel
-from recommender.publish import listsfile
+from recommender.publish import explore, listsfile
 
 KEEP_VERSIONS = 3
 
@@ -29,6 +29,11 @@ def tenant_dir(models_dir: Path, tenant: str) -> Path:
 
 def lists_path(models_dir: Path, tenant: str, version: str) -> Path:
     return tenant_dir(models_dir, tenant) / f"{version}.lists.npz"
+
+
+def explore_path(models_dir: Path, tenant: str, version: str) -> Path:
+    """The export's part of what the explorer shows (recommender.publish.explore)."""
+    return tenant_dir(models_dir, tenant) / f"{version}.explore.npz"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -46,7 +51,8 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 
 def save(models_dir: Path, tenant: str, version: str, model: SavedModel | None,
-         meta: dict[str, Any], lists: listsfile.Lists | None = None) -> Path:
+         meta: dict[str, Any], lists: listsfile.Lists | None = None,
+         source: explore.Source | None = None) -> Path:
     """Write the version's files (not yet ``current``): the model (None: not trained), its JSON,
     then its ``lists`` as they are computed; raises OSError on a full/read-only disk.
 
@@ -66,6 +72,8 @@ def save(models_dir: Path, tenant: str, version: str, model: SavedModel | None,
         put(npz, lambda h: np.savez(h, **({} if model is None else model.to_arrays())))
         put(folder / f"{version}.json",
             lambda h: h.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
+        if source is not None:
+            put(explore_path(models_dir, tenant, version), lambda h: explore.save(h, source))
         if lists is not None:
             put(lists_path(models_dir, tenant, version), lambda h: listsfile.write(h, lists))
     except BaseException:
@@ -84,6 +92,7 @@ def mark_current(models_dir: Path, tenant: str, version: str) -> None:
         if old != version:
             (folder / f"{old}.npz").unlink(missing_ok=True)
             lists_path(models_dir, tenant, old).unlink(missing_ok=True)
+            explore_path(models_dir, tenant, old).unlink(missing_ok=True)
             (folder / f"{old}.json").unlink(missing_ok=True)
     # Temporary files of writers killed half-way: the caller holds the tenant's lock and has
     # finished writing, so none of them is being written now.

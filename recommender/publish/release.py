@@ -12,16 +12,18 @@ import redis
 
 from published import versions
 from published.savedmodel import SavedModel
+from recommender.publish import explore
 from recommender.publish.listsfile import Lists
 from runtime.errors import LockLostError
 
 
 def publish(client: redis.Redis, tenant: str, version: str, model: SavedModel | None,
-            lists: Lists | None, meta: dict[str, Any]) -> None:
+            lists: Lists | None, meta: dict[str, Any],
+            source: explore.Source | None = None) -> None:
     """Write a whole version and switch to it; on any error the partial version is removed.
 
     ``model`` and its ``lists`` are None for a tenant saved as not trained: only its meta is
-    published.
+    published. ``source`` is the export's part of what the explorer shows (None: not kept).
     """
     writer = versions.VersionWriter(client, tenant, version)
     try:
@@ -29,10 +31,12 @@ def publish(client: redis.Redis, tenant: str, version: str, model: SavedModel | 
             writer.write_model(model.model_hash())
         if lists is not None:
             writer.write_popular(lists.popular)
-            for users in lists.users:
+            tally = explore.Tally(model)
+            for users in tally.watch(lists.users):
                 writer.write_users(users)
             for items in lists.items:
                 writer.write_items(items)
+            explore.publish(writer, model, source, tally, meta)
         scalars = {k: v for k, v in meta.items() if isinstance(v, str | int | float)}
         writer.commit(scalars)
     except (versions.StaleVersionError, LockLostError):

@@ -24,7 +24,7 @@ from published import versions
 from published.runs import RunStatus
 from published.savedmodel import SavedModel
 from recommender.outcome import TenantResult
-from recommender.publish import listsfile, modelfile, release
+from recommender.publish import explore, listsfile, modelfile, release
 from runtime.config import Settings
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,9 @@ def _restore(settings: Settings, client: redis.Redis, tenant: str) -> TenantResu
 def publish_saved(settings: Settings, client: redis.Redis, tenant: str, saved: str,
                   version: str, model: SavedModel | None, meta: dict[str, Any]) -> None:
     """Publish the ``saved`` version's model and lists as ``version`` (release.publish)."""
+    source = explore.load(modelfile.explore_path(settings.models_dir, tenant, saved))
     with _lists(settings, tenant, saved, model) as lists:
-        release.publish(client, tenant, version, model, lists, meta)
+        release.publish(client, tenant, version, model, lists, meta, source)
 
 
 @contextmanager

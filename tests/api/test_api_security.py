@@ -9,6 +9,7 @@ import socket
 import falcon.testing
 import pytest
 from api_client import KEY
+from explorer_fixture import basic
 
 from api import auth
 from api.app import create_app
@@ -16,6 +17,7 @@ from runtime.config import from_env
 from runtime.signing import USER_AGENT, signature, signed_headers
 
 SECRET_PASSWORDS = ("redis-pass-7f3a", "amqp-pass-91bc")
+EXPLORER_PASSWORD = "explorer-pass-5d2e-0123"
 
 
 def _closed_port() -> int:
@@ -50,7 +52,8 @@ def exposed(request, base_env, fake_redis):
     if anything does)."""
     env = {**base_env, "ML_REDIS_URL": f"redis://:{SECRET_PASSWORDS[0]}@127.0.0.1:"
                                        f"{_closed_port()}/0",
-           "ML_BROKER_URL": f"amqp://ml:{SECRET_PASSWORDS[1]}@127.0.0.1:{_closed_port()}//"}
+           "ML_BROKER_URL": f"amqp://ml:{SECRET_PASSWORDS[1]}@127.0.0.1:{_closed_port()}//",
+           "ML_EXPLORER_PASSWORD": EXPLORER_PASSWORD}
     if request.param == "development":
         env.update(ML_DEV="1", ML_BIND="127.0.0.1:5000")
     return falcon.testing.TestClient(create_app(from_env(env)))
@@ -58,22 +61,24 @@ def exposed(request, base_env, fake_redis):
 
 PATHS = ["/", "/favicon.ico", "/openapi.json", "/livez", "/readyz", "/metrics", "/health-check",
          "/user-items?totara_user_id=1&item_type=container_course&tenant=0&n_items=5",
-         "/similar-items?totara_item_id=engage_article1&tenant=0&n_items=5", "/nowhere"]
+         "/similar-items?totara_item_id=engage_article1&tenant=0&n_items=5", "/nowhere",
+         "/explore", "/explore/tenants/0", "/explore/tenants/0/users/1",
+         "/explore/api/tenants/0/items/engage_article1"]
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_no_endpoint_discloses_the_key_or_the_passwords_in_the_urls(exposed, path, caplog):
     caplog.set_level(logging.DEBUG)
-    for headers in (signed_headers(KEY), {}):
+    for headers in (signed_headers(KEY), {}, basic(EXPLORER_PASSWORD)):
         result = exposed.simulate_get(path.split("?")[0], query_string=path.partition("?")[2],
                                       headers=headers)
         text = result.text + " ".join(f"{k}: {v}" for k, v in result.headers.items())
         assert result.status_code != 500, text
-        for secret in (KEY, *SECRET_PASSWORDS):
+        for secret in (KEY, *SECRET_PASSWORDS, EXPLORER_PASSWORD):
             assert secret not in text
     # Nor do the logs of these requests (they go to files operators share).
     logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
-    for secret in (KEY, *SECRET_PASSWORDS):
+    for secret in (KEY, *SECRET_PASSWORDS, EXPLORER_PASSWORD):
         assert secret not in logged
 
 

@@ -3,10 +3,12 @@ secrets; still a page when Redis is down."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import redis
 from api_client import KEY
+from fake_totara import FakeTotara
 from publish_fixture import publish_not_trained, publish_tiny_model
 
 from api import connection
@@ -66,3 +68,25 @@ def test_status_page_still_renders_when_redis_is_down(make_api):
     assert 'id="tenants-unknown"' in page.text
     assert 'Model store (Redis): <span class="bad">DOWN' in page.text
     assert "unknown while Redis cannot be reached" in page.text
+
+
+def test_status_page_shows_whether_totara_answers_without_its_url(make_api, settings):
+    with FakeTotara(KEY) as totara:
+        up = make_api(dataclasses.replace(settings, totara_url=totara.url)).get("/", headers={})
+        totara.status_mode = "error"
+        # A new app: the check is cached per process for BROKER_CACHE_SECONDS.
+        down = make_api(dataclasses.replace(settings, totara_url=totara.url)).get("/",
+                                                                                 headers={})
+    assert 'id="dep-totara">Totara: <span class="ok">OK</span> reachable' in up.text
+    assert 'id="dep-totara">Totara: <span class="bad">DOWN' in down.text
+    for page in (up.text, down.text):
+        assert totara.url not in page and "127.0.0.1" not in page
+
+
+def test_status_page_checks_totara_at_most_every_half_minute(make_api, settings):
+    with FakeTotara(KEY) as totara:
+        api = make_api(dataclasses.replace(settings, totara_url=totara.url))
+        for _ in range(3):
+            api.get("/", headers={})
+        checked = [r for r in totara.requests_seen if r[1] == "/totara/webapi/ajax.php"]
+    assert len(checked) == 1

@@ -1,0 +1,111 @@
+"""The lists /user-items and /similar-items serve, as arrays: the explorer shows the same ones.
+
+Both endpoints and the explorer call these functions, so what the explorer shows is what Totara
+gets, by construction; they differ only in how they format the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import numpy as np
+
+from api.foldin import ModelArrays
+from api.reader import Reader, Version
+from published import packing
+from runtime.items import TYPE_CODE, item_key, parse_item_key
+
+_ARTICLE = TYPE_CODE["engage_article"]
+_MICRO = TYPE_CODE["engage_microlearning"]
+
+
+class Source(StrEnum):
+    """Where a user's list comes from."""
+
+    PUBLISHED = "published"  # the user's precomputed list
+    FOLD_IN = "fold_in"  # computed from their recent interactions (api.foldin)
+    POPULAR = "popular"  # the tenant's popularity list
+
+
+class ListReader(Protocol):
+    """What the lists are read through: api.reader.Reader, or a page's ``OncePerPage``."""
+
+    def user_lists(self, version: Version, user_id: int) -> bytes | None: ...
+    def recent_events(self, tenant: str, user_id: int) -> list[bytes]: ...
+    def model(self, version: Version) -> ModelArrays | None: ...
+    def similar_lists(self, version: Version, number: int,
+                      fields: Sequence[str]) -> list[bytes | None]: ...
+
+
+class OncePerPage:
+    """A Reader whose user values are read once: a page asks for the five lists of one user,
+    which are one value in Redis (and one list of recent events)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self._lists: dict[int, bytes | None] = {}
+        self._events: dict[tuple[str, int], list[bytes]] = {}
+
+    def user_lists(self, version: Version, user_id: int) -> bytes | None:
+        if user_id not in self._lists:
+            self._lists[user_id] = self.reader.user_lists(version, user_id)
+        return self._lists[user_id]
+
+    def recent_events(self, tenant: str, user_id: int) -> list[bytes]:
+        if (tenant, user_id) not in self._events:
+            self._events[(tenant, user_id)] = self.reader.recent_events(tenant, user_id)
+        return self._events[(tenant, user_id)]
+
+    def model(self, version: Version) -> ModelArrays | None:
+        return self.reader.model(version)
+
+    def similar_lists(self, version: Version, number: int,
+                      fields: Sequence[str]) -> list[bytes | None]:
+        return self.reader.similar_lists(version, number, fields)
+
+
+@dataclass(frozen=True)
+class UserList:
+    ids: np.ndarray  # uint32
+    scores: np.ndarray  # float32
+    source: Source
+
+
+def user_list(reader: ListReader, version: Version, user_id: int, type_code: int,
+              n_items: int) -> UserList:
+    """The user's list of ``type_code`` (at least its first ``n_items`` entries)."""
+    blob = reader.user_lists(version, user_id)
+    if blob is not None:
+        return UserList(*packing.unpack(blob, type_code), Source.PUBLISHED)
+    events = reader.recent_events(version.tenant, user_id)
+    if events:
+        model = reader.model(version)
+        found = model.recommend(events, type_code, n_items) if model else None
+        if found is not None:
+            return UserList(*found, Source.FOLD_IN)
+    return UserList(*version.popular_list(type_code), Source.POPULAR)
+
+
+def similar_list(reader: ListReader, version: Version,
+                 item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The item's similar items, best first, never itself; None for an unknown item."""
+    parsed = parse_item_key(item_id)
+    if parsed is None:
+        return None
+    type_code, number = parsed
+    fields = [item_id]
+    if type_code == _ARTICLE:
+        # Totara sends engage_article<id> for micro-learning too; both share a bucket, so
+        # the retry is a second field of the same HMGET.
+        fields.append(item_key(_MICRO, number))
+    blob = next((b for b in reader.similar_lists(version, number, fields) if b), None)
+    if blob is None:
+        return None
+    ids, scores = packing.unpack(blob, 0)
+    itself = ids == number
+    if itself.any():  # the publisher never stores it; this keeps the promise regardless
+        ids, scores = ids[~itself], scores[~itself]
+    return ids, scores
