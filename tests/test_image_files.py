@@ -122,6 +122,8 @@ def _compose_web_command() -> list[str]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"][
         "command"]
 
+EXPLORER_PASSWORD = "explorer-password-0123456789"
+
 
 @pytest.fixture(params=["the image's CMD", "docker-compose's web command"])
 def image_api(request, tmp_path, real_redis_url):
@@ -133,7 +135,7 @@ def image_api(request, tmp_path, real_redis_url):
     env.update({"ML_TOTARA_URL": "http://127.0.0.1:9", "ML_TOTARA_KEY": KEY,
                 "ML_REDIS_URL": real_redis_url, "ML_BIND": f"127.0.0.1:{port}",
                 "ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs"),
-                "WEB_CONCURRENCY": "1"})
+                "WEB_CONCURRENCY": "1", "ML_EXPLORER_PASSWORD": EXPLORER_PASSWORD})
     log = (tmp_path / "api.log").open("w")
     process = subprocess.Popen(_command(image, command), cwd=image.path("."), env=env, stdout=log,
                                stderr=subprocess.STDOUT)
@@ -168,5 +170,8 @@ def test_the_image_answers_every_endpoint_its_status_page_advertises(image_api):
         assert answer.status_code not in (404, 500), (path, answer.status_code, answer.text)
     openapi = requests.get(url + "/openapi.json", timeout=5)
     assert openapi.status_code == 200 and openapi.json()["openapi"].startswith("3.")
+    # The explorer's pages come from templates the image must carry beside the code
+    explorer = requests.get(url + "/explore", auth=("operator", EXPLORER_PASSWORD), timeout=5)
+    assert explorer.status_code == 200 and "<html" in explorer.text.lower()
     # and the service ran from its installed package: the image holds no checkout
     assert not image.path("docs").exists() and not image.path("api").exists()
