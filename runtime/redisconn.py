@@ -67,6 +67,22 @@ def ensure_embedded(directory: Path, timeout: float = 10.0) -> Path:
         return socket_path
 
 
+def stop_embedded(directory: Path, timeout: float = 10.0) -> bool:
+    """Shut the embedded server in ``directory`` down, writing its snapshot first; False when
+    it was not running."""
+    socket_path = directory.resolve() / SOCKET_NAME
+    if not _ping(socket_path):
+        return False
+    try:
+        redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout).shutdown(save=True)
+    except redis.ConnectionError:
+        pass  # the server closes the connection as it exits
+    deadline = time.monotonic() + timeout
+    while _ping(socket_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
 def redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
