@@ -26,7 +26,7 @@ from published.savedmodel import SavedModel
 from recommender.fitreport import describe_fit
 from recommender.ingest import download, export
 from recommender.model import features, saving, train, warmstart
-from recommender.outcome import Progress, TenantResult
+from recommender.outcome import Progress, Say, TenantResult, quiet
 from recommender.promotion import gate
 from recommender.publish import modelfile, precompute
 from recommender.publish.restore import publish_saved
@@ -37,6 +37,11 @@ from runtime.timing import timed
 log = logging.getLogger(__name__)
 
 MIN_USERS = MIN_ITEMS = 10
+# What each stage does, as the progress says it; their seconds are the table's last column.
+STAGES = {"load": "read and check the export", "features": "the users' and items' features",
+          "fit": "LightFM on a validation split, its layers, then all interactions",
+          "save": "precompute every list and write the model files",
+          "publish": "the lists into Redis, then the switch to the new version"}
 TOO_SMALL = "The number of users or items is too small to train a model"
 
 
@@ -67,12 +72,15 @@ class Run:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        self.progress.stage(self.tenant, name)
+        self.progress.stage(self.tenant, f"{name}: {STAGES[name]}")
         try:
             with timed(self.result.stage_seconds, name):
                 yield
         finally:
             self.result.stage_seconds[name] = round(self.result.stage_seconds[name], 3)
+
+    def say(self, text: str, transient: bool) -> None:
+        self.progress.phase(self.tenant, text, transient)
 
     def log_summary(self, message: str, *, with_fit: bool = False) -> None:
         """A row of train_summary.log, with the fit's figures once there is a fit."""
@@ -131,7 +139,7 @@ def _run(run: Run) -> None:
         return
     meta.trained_at = round(time.time(), 3)
     with run.stage("save"):
-        computing = _save(run.settings, run.tenant, version, model, meta)
+        computing = _save(run.settings, run.tenant, version, model, meta, run.say)
     published_now = _publish(run, version, model, meta)
     # The lists are computed while their file is written; that time counts as publishing, as
     # it did when they were computed on their way to Redis, so the stages keep their meaning.
@@ -193,18 +201,15 @@ def _fit(run: Run, data: export.TenantExport, meta: RunMeta) -> SavedModel:
     with run.stage("features"):
         fs = features.build(data, run.options.algorithm)
 
-    def on_epoch(epoch: int, precision: float) -> None:
-        run.progress.epoch(data.tenant, epoch, precision)
-
     with run.stage("fit"):
         warm, why = (None, "forced") if run.options.force else warmstart.prepare(
             _saved(settings, data.tenant), data, fs, run.options.algorithm,
             dict(params.__dict__), settings.incremental_runs)
-        fitted = (train.fit_incremental(fs, params, warm, settings.num_threads, on_epoch)
+        fitted = (train.fit_incremental(fs, params, warm, settings.num_threads, run.say)
                   if warm else why)
         if isinstance(fitted, str):
             log.info("tenant %s: full fit (%s)", data.tenant, fitted)
-            fitted = train.fit(fs, params, settings.num_threads, on_epoch=on_epoch)
+            fitted = train.fit(fs, params, settings.num_threads, run.say)
             warm = None
     describe_fit(run.result, meta, fitted, warm, params)
     return saving.saved_model(data, fitted.model, fitted.features, fitted.item_item,
@@ -223,14 +228,15 @@ def _saved(settings: Settings, tenant: str) -> warmstart.Saved | None:
 
 
 def _save(settings: Settings, tenant: str, version: str, model: SavedModel | None,
-          meta: RunMeta) -> float:
+          meta: RunMeta, say: Say = quiet) -> float:
     """Write the version's files; its lists are computed as their file is written, and
     published from it (recommender.publish.restore.publish_saved). Returns the seconds spent
     computing the lists."""
     spent: dict[str, float] = {"lists": 0.0}
     with timed(spent, "lists"):
         lists = None if model is None else precompute.lists(
-            model, settings.top_k, settings.num_threads, batches=lambda b: _clocked(b, spent))
+            model, settings.top_k, settings.num_threads, batches=lambda b: _clocked(b, spent),
+            say=say)
     try:
         modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists)
     except OSError as exc:
