@@ -120,3 +120,27 @@ def test_stop_embedded_says_false_when_nothing_runs(tmp_path):
     from runtime.redisconn import stop_embedded
 
     assert stop_embedded(tmp_path) is False
+
+
+def test_stop_embedded_stops_a_server_that_cannot_save_its_snapshot(tmp_path):
+    import shutil
+
+    import redis
+
+    from runtime.redisconn import ensure_embedded, stop_embedded
+
+    # Given an embedded Redis whose snapshot folder has gone (it refuses SHUTDOWN SAVE then)
+    directory, snapshots = tmp_path / "redis", tmp_path / "snapshots"
+    snapshots.mkdir()
+    client = redis.Redis(unix_socket_path=str(ensure_embedded(directory)))
+    pid = int((directory / "redis.pid").read_text())
+    try:
+        client.config_set("dir", str(snapshots))
+        shutil.rmtree(snapshots)
+        client.set("k", "v")
+        # When it is stopped, then it stops all the same
+        assert stop_embedded(directory) is True
+        wait_for(lambda: not _alive(pid), timeout=5, what="the embedded Redis gone")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
