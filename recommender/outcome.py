@@ -7,11 +7,20 @@ without loading the training code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from published.runs import RunStatus
 
 log = logging.getLogger("recommender.pipeline")
+
+# How the training says what it does, in lines a person can follow: (text, transient).
+# Transient lines (an epoch, a batch of lists) may replace each other on a terminal.
+Say = Callable[[str, bool], None]
+
+
+def quiet(text: str, transient: bool) -> None:
+    """A ``Say`` that says nothing (the default of the model's functions)."""
 
 
 @dataclass
@@ -35,7 +44,8 @@ class Progress:
     def stage(self, tenant: str, name: str) -> None:
         log.info("tenant %s: %s", tenant, name)
 
-    def epoch(self, tenant: str, epoch: int, precision: float) -> None:
-        log.debug("tenant %s: epoch %d validation P@10 %.4f", tenant, epoch, precision)
+    def phase(self, tenant: str, text: str, transient: bool = False) -> None:
+        """A step within a stage (``transient``: one of a series, such as an epoch)."""
+        log.log(logging.DEBUG if transient else logging.INFO, "tenant %s: %s", tenant, text)
 
 

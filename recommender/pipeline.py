@@ -26,24 +26,23 @@ from published.savedmodel import SavedModel
 from recommender.fitreport import describe_fit
 from recommender.ingest import download, export
 from recommender.model import features, saving, train, warmstart
-from recommender.outcome import Progress, TenantResult
+from recommender.outcome import Progress, Say, TenantResult, quiet
 from recommender.promotion import gate
 from recommender.publish import explore, modelfile, precompute
 from recommender.publish.restore import publish_saved
+from runtime import errors
 from runtime.config import Settings
-from runtime.errors import (
-    DownloadError,
-    ExportError,
-    LockLostError,
-    ModelStoreError,
-    StaleVersionError,
-    describe,
-)
+from runtime.errors import describe
 from runtime.timing import timed
 
 log = logging.getLogger(__name__)
 
 MIN_USERS = MIN_ITEMS = 10
+# What each stage does, as the progress says it; their seconds are the table's last column.
+STAGES = {"load": "read and check the export", "features": "the users' and items' features",
+          "fit": "LightFM on a validation split, its layers, then all interactions",
+          "save": "precompute every list and write the model files",
+          "publish": "the lists into Redis, then the switch to the new version"}
 TOO_SMALL = "The number of users or items is too small to train a model"
 
 
@@ -74,12 +73,15 @@ class Run:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        self.progress.stage(self.tenant, name)
+        self.progress.stage(self.tenant, f"{name}: {STAGES[name]}")
         try:
             with timed(self.result.stage_seconds, name):
                 yield
         finally:
             self.result.stage_seconds[name] = round(self.result.stage_seconds[name], 3)
+
+    def say(self, text: str, transient: bool) -> None:
+        self.progress.phase(self.tenant, text, transient)
 
     def log_summary(self, message: str, *, with_fit: bool = False) -> None:
         """A row of train_summary.log, with the fit's figures once there is a fit."""
@@ -110,10 +112,10 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
         _run(run)
     except Exception as exc:
         # A lost lock is retried: nothing was published, the next attempt locks again.
-        run.result.status = (RunStatus.LOCK_LOST if isinstance(exc, LockLostError)
+        run.result.status = (RunStatus.LOCK_LOST if isinstance(exc, errors.LockLostError)
                              else RunStatus.FAILED)
         run.result.message = describe(exc)
-        if not isinstance(exc, DownloadError):  # that one is logged where it happens
+        if not isinstance(exc, errors.DownloadError):  # that one is logged where it happens
             run.log_summary(run.result.message)
         _record(client, run.result)
         raise
@@ -145,7 +147,7 @@ def _run(run: Run) -> None:
     meta.trained_at = round(time.time(), 3)
     with run.stage("save"):
         computing = _save(run.settings, run.tenant, version, model, meta,
-                          None if model is None else explore.from_export(data))
+                          None if model is None else explore.from_export(data), run.say)
     published_now = _publish(run, version, model, meta)
     # The lists are computed while their file is written; that time counts as publishing, as
     # it did when they were computed on their way to Redis, so the stages keep their meaning.
@@ -165,12 +167,12 @@ def _load(run: Run) -> export.TenantExport | None:
                 if source is None:
                     download.fetch_tenant(run.settings, run.tenant, Path(scratch))
                 return export.load_tenant(source or Path(scratch), run.tenant)
-        except ExportError as exc:
+        except errors.ExportError as exc:
             run.result.message = f"export rejected: {exc}"
             run.log_summary(run.result.message)
             log.error("tenant %s: %s", run.tenant, run.result.message)
             return None
-        except DownloadError as exc:
+        except errors.DownloadError as exc:
             run.log_summary(f"download failed: {exc}")
             raise
 
@@ -207,18 +209,15 @@ def _fit(run: Run, data: export.TenantExport, meta: RunMeta) -> SavedModel:
     with run.stage("features"):
         fs = features.build(data, run.options.algorithm)
 
-    def on_epoch(epoch: int, precision: float) -> None:
-        run.progress.epoch(data.tenant, epoch, precision)
-
     with run.stage("fit"):
         warm, why = (None, "forced") if run.options.force else warmstart.prepare(
             _saved(settings, data.tenant), data, fs, run.options.algorithm,
             dict(params.__dict__), settings.incremental_runs)
-        fitted = (train.fit_incremental(fs, params, warm, settings.num_threads, on_epoch)
+        fitted = (train.fit_incremental(fs, params, warm, settings.num_threads, run.say)
                   if warm else why)
         if isinstance(fitted, str):
             log.info("tenant %s: full fit (%s)", data.tenant, fitted)
-            fitted = train.fit(fs, params, settings.num_threads, on_epoch=on_epoch)
+            fitted = train.fit(fs, params, settings.num_threads, run.say)
             warm = None
     describe_fit(run.result, meta, fitted, warm, params)
     return saving.saved_model(data, fitted.model, fitted.features, fitted.item_item,
@@ -237,19 +236,20 @@ def _saved(settings: Settings, tenant: str) -> warmstart.Saved | None:
 
 
 def _save(settings: Settings, tenant: str, version: str, model: SavedModel | None,
-          meta: RunMeta, source: explore.Source | None = None) -> float:
+          meta: RunMeta, source: explore.Source | None = None, say: Say = quiet) -> float:
     """Write the version's files; its lists are computed as their file is written, and
     published from it (recommender.publish.restore.publish_saved). Returns the seconds spent
     computing the lists."""
     spent: dict[str, float] = {"lists": 0.0}
     with timed(spent, "lists"):
         lists = None if model is None else precompute.lists(
-            model, settings.top_k, settings.num_threads, batches=lambda b: _clocked(b, spent))
+            model, settings.top_k, settings.num_threads, batches=lambda b: _clocked(b, spent),
+            say=say)
     try:
         modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists,
                        source)
     except OSError as exc:
-        raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
+        raise errors.ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
                               f"{settings.models_dir}: {exc}") from exc
     return spent["lists"]
 
@@ -269,7 +269,7 @@ def _publish(run: Run, version: str, model: SavedModel | None, meta: RunMeta) ->
         try:
             publish_saved(run.settings, run.client, run.tenant, version, version, model,
                           meta.to_dict())
-        except StaleVersionError as exc:
+        except errors.StaleVersionError as exc:
             run.result.status, run.result.message = RunStatus.STALE, str(exc)
             return False
     return True

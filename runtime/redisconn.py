@@ -67,6 +67,30 @@ def ensure_embedded(directory: Path, timeout: float = 10.0) -> Path:
         return socket_path
 
 
+def stop_embedded(directory: Path, timeout: float = 10.0) -> bool:
+    """Shut the embedded server in ``directory`` down, writing its snapshot first; False when
+    it was not running. A server that cannot write it (folder gone, disk full) refuses to stop,
+    so it is stopped without: ``restore`` republishes what ``ML_MODELS_DIR`` holds."""
+    socket_path = directory.resolve() / SOCKET_NAME
+    if not _ping(socket_path):
+        return False
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout)
+    try:
+        client.shutdown(save=True)
+    except redis.ConnectionError:
+        pass  # the server closes the connection as it exits
+    except redis.ResponseError as exc:
+        log.warning("embedded Redis could not save its snapshot (%s); stopping it without", exc)
+        try:
+            client.shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass
+    deadline = time.monotonic() + timeout
+    while _ping(socket_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
 def redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url

@@ -143,3 +143,40 @@ def test_the_embedded_redis_snapshots_its_data_so_a_restart_keeps_it(base_env, t
             client.shutdown(nosave=True)
         except redis.ConnectionError:
             pass
+
+
+def _shutdown(socket: Path, **options: bool) -> None:
+    try:
+        redis.Redis(unix_socket_path=str(socket)).shutdown(**options)
+    except redis.ConnectionError:
+        pass  # shutting down closes the connection
+
+
+def test_a_restarted_embedded_redis_serves_the_lists_and_the_next_train_reuses_them(cli_env,
+                                                                                  tmp_path):
+    from runtime.redisconn import ensure_embedded
+
+    # Given the demo's flow on the embedded Redis: an export, trained and published
+    export_dir = tmp_path / "export"
+    assert _run(cli_env, "demo-data", str(export_dir), "--tenants", "2", "--users", "60",
+                "--items", "30", "--interactions", "600").returncode == 0
+    assert _run(cli_env, "train", "--export-dir", str(export_dir)).returncode == 0
+    directory = Path(cli_env["ML_EMBEDDED_DIR"])
+    socket = directory.resolve() / SOCKET_NAME
+    client = redis.Redis(unix_socket_path=str(socket))
+    published = {t: client.get(keys.current(t)) for t in ("0", "1")}
+    lists = {t: client.get(keys.popular(t, published[t].decode())) for t in ("0", "1")}
+    # When the embedded Redis stops (as the demo stops it) and the next process starts it again
+    _shutdown(socket)
+    assert not socket.exists()
+    client = redis.Redis(unix_socket_path=str(ensure_embedded(directory)))
+    # Then the same versions and lists are served
+    assert {t: client.get(keys.current(t)) for t in ("0", "1")} == published
+    assert {t: client.get(keys.popular(t, published[t].decode())) for t in ("0", "1")} == lists
+    assert all(lists.values())
+    # And training the same export again reuses them instead of fitting afresh
+    again = _run(cli_env, "train", "--export-dir", str(export_dir))
+    assert again.returncode == 0, again.stderr
+    assert [line.split()[:2] for line in again.stdout.splitlines()[1:3]] == [
+        ["0", "skipped"], ["1", "skipped"]]
+    assert ": fit" not in again.stderr

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.model import itemitem, rerank
+from recommender.outcome import Say, quiet
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
 
@@ -91,19 +92,26 @@ def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | No
 
 def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
            held_out: sp.csr_matrix, types: np.ndarray, measure: Callable[[ScoreFn], float],
-           search: Search, threads: int) -> Ensemble:
+           search: Search, threads: int, say: Say = quiet) -> Ensemble:
     """The layers for ``lightfm`` (fitted on ``train_part``), by ``measure`` on ``held_out``.
     ``repeats`` holds the training part's rating-1 pairs."""
     blend = itemitem.choose(train_part, lightfm, measure, search.lambdas, search.weights,
-                            search.max_items)
+                            search.max_items, say)
+    say("item-item layer: " + (blend.reason or "not used, LightFM alone validates best"
+                               if blend.lam is None or blend.weight == 0.0 else
+                               f"regularisation {blend.lam:g}, weight {blend.weight:g}"), False)
     if blend.lam is None or blend.weight == 0.0 or not search.rerank:
         return Ensemble(blend, train_part=train_part)
     assert blend.validation_weights is not None
     repeats = sp.csr_matrix(repeats.multiply(train_part > 0))
     repeats.eliminate_zeros()
     repeats = itemitem.binary(repeats)
+    say("re-ranker: three LightGBM fits on the validation split (a half of the users each, "
+        "cross-fitted, then all)", False)
     sig = rerank.signals(train_part, repeats, blend.validation_weights, blend.weight, types)
     chosen = rerank.choose(lightfm, train_part, repeats, held_out, sig,
                            blend.precision[f"{blend.lam:g}/{blend.weight:g}"], measure, threads,
-                           search.seed, search.rerank_users)
+                           search.seed, search.rerank_users, say)
+    say("re-ranker: " + ("kept" if chosen.ranker is not None else f"not used, {chosen.reason}"),
+        False)
     return Ensemble(blend, chosen, train_part, repeats, sig)

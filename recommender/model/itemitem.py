@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.outcome import Say, quiet
+
 log = logging.getLogger(__name__)
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
@@ -107,7 +109,7 @@ class Choice:
 
 def choose(train_part: sp.csr_matrix, lightfm: ScoreFn, measure: Callable[[ScoreFn], float],
            lambdas: Sequence[float] = LAMBDAS, weights: Sequence[float] = WEIGHTS,
-           max_items: int = MAX_ITEMS) -> Choice:
+           max_items: int = MAX_ITEMS, say: Say = quiet) -> Choice:
     """The (lambda, weight) pair whose blend has the best validation P@10 (``measure``); on a
     tie the smaller weight, so LightFM alone wins when the blend adds nothing.
 
@@ -119,13 +121,16 @@ def choose(train_part: sp.csr_matrix, lightfm: ScoreFn, measure: Callable[[Score
         reason = (f"{n_items} items: above the item-item limit of {max_items}"
                   if lambdas else "no item-item part configured")
         return Choice(None, 0.0, reason=reason)
+    say(f"item-item layer: choose its regularisation ({len(lambdas)}) and weight "
+        f"({len(weights)}) on the validation split", False)
     history = binary(train_part)
     co = gram(history)
     alone = measure(lightfm)
     precision = {"-/0": alone}
     best = Choice(None, 0.0, precision)
     top = alone
-    for lam in sorted(lambdas):
+    for number, lam in enumerate(sorted(lambdas), 1):
+        say(f"item-item layer: regularisation {lam:g} ({number} of {len(lambdas)})", True)
         matrix = ease_weights(co, lam)
         for weight in sorted(w for w in weights if w > 0):
             value = measure(lambda rows, m=matrix, w=weight:

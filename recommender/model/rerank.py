@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.model import itemitem
+from recommender.outcome import Say, quiet
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
 
@@ -266,7 +267,7 @@ class Choice:
 def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
            held_out: sp.csr_matrix, sig: Signals, blend_precision: float,
            measure: Callable[[ScoreFn], float], threads: int, seed: int,
-           max_users: int) -> Choice:
+           max_users: int, say: Say = quiet) -> Choice:
     """Cross-fit on the users with held-out pairs (at most ``max_users``); keep the ranker if
     its out-of-sample validation P@10 (``measure``) beats the blend's, ``blend_precision``."""
     users = np.flatnonzero(np.diff(held_out.indptr) > 0)
@@ -287,9 +288,13 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
     # Each half must have both kinds of label for LightGBM to learn anything.
     if any(len(np.unique(y[side == half])) < 2 for half in (0, 1)):
         return Choice(None, reason="too few held-out pairs among the candidates")
-    halves = [train_ranker(x[side == half], y[side == half], threads, seed) for half in (0, 1)]
+    halves = []
+    for half in (0, 1):
+        say(f"re-ranker: LightGBM fit {half + 1} of 3", True)
+        halves.append(train_ranker(x[side == half], y[side == half], threads, seed))
     reranked = cross_fitted(lightfm, train_part, repeats, sig, halves)
     precision = {"blend": blend_precision, "reranked": measure(reranked)}
     if precision["reranked"] <= precision["blend"]:
         return Choice(None, precision, "no better than the blend on validation")
+    say("re-ranker: LightGBM fit 3 of 3", True)
     return Choice(train_ranker(x, y, threads, seed), precision, halves=halves)

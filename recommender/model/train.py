@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,11 +25,10 @@ from recommender.model.params import TrainParams
 from recommender.model.ranking import ScoreFn, split_per_user
 from recommender.model.validation import Validation
 from recommender.model.warmstart import MIN_HELD_OUT, WarmStart, split_new_pairs
+from recommender.outcome import Say, quiet
 from runtime.timing import timed
 
 log = logging.getLogger(__name__)
-
-EpochCallback = Callable[[int, float], None]  # (epoch, validation precision@10)
 
 
 @dataclass
@@ -111,7 +109,7 @@ class _Run:
 
 
 def _early_stopped(fs: FeatureSet, params: TrainParams, split: Validation, num_threads: int,
-                   on_epoch: EpochCallback | None, model: LightFM | None = None) -> _Run:
+                   say: Say, label: str, model: LightFM | None = None) -> _Run:
     """Fit epoch by epoch, keeping the best one on validation. From ``model`` if given (a warm
     start, which uses the incremental epoch limits), else from a new model."""
     max_epochs, patience = params.max_epochs, params.patience
@@ -126,26 +124,40 @@ def _early_stopped(fs: FeatureSet, params: TrainParams, split: Validation, num_t
                           epochs=1, num_threads=num_threads)
         precision = split.precision(_scorer(model, fs))
         run.curve.append(precision)
-        if on_epoch:
-            on_epoch(epoch, precision)
+        say(f"{label}: epoch {epoch}/{max_epochs}, validation P@10 {precision:.4f}", True)
         if precision > run.score:
             # A snapshot costs one copy of the parameters, far less than refitting to it.
             run.epoch, run.score, run.model = epoch, precision, copy.deepcopy(model)
         elif epoch - run.epoch >= patience:
             break
+    say(f"{label}: best epoch {run.epoch} of {len(run.curve)}, validation P@10 "
+        f"{run.score:.4f}", False)
     return run
 
 
+def _refit(model: LightFM, fs: FeatureSet, epochs: int, num_threads: int, say: Say) -> None:
+    """Fit on every interaction, one epoch per call so that each can be announced (the same
+    fit as one call for all the epochs: the model's random state carries from one to the next)."""
+    label = f"refit LightFM on all {fs.interactions.nnz} interactions"
+    say(f"{label}: {epochs} epochs (the best validation epoch)", False)
+    for epoch in range(1, epochs + 1):
+        model.fit_partial(fs.interactions, user_features=fs.user_features,
+                          item_features=fs.item_features, sample_weight=fs.weights,
+                          epochs=1, num_threads=num_threads)
+        say(f"{label}: epoch {epoch}/{epochs}", True)
+
+
 def _finish(split: Validation, runs: list[_Run], best: _Run, num_threads: int,
-            seconds: dict[str, float], warm: WarmStart | None = None) -> FitResult:
+            seconds: dict[str, float], say: Say, warm: WarmStart | None = None) -> FitResult:
     """The ending both fits share once validation has chosen ``best`` among ``runs``: choose
     the layers, measure, then refit on every interaction from a new model, or from the saved
     one when ``warm`` is given."""
     params, fs = split.params, best.fs
     with timed(seconds, "layers_choice"):
-        layers = split.choose_layers(_scorer(best.model, fs), fs, num_threads)
+        layers = split.choose_layers(_scorer(best.model, fs), fs, num_threads, say)
     # The reported quality is that of what would be published from the model stopped at the
     # best epoch: LightFM with the chosen layers on top.
+    say("validation: P@10, R@10, NDCG and AUC of LightFM with its layers", False)
     with timed(seconds, "validation_score"):
         metrics = split.quality(layers.validation_scorer(_scorer(best.model, fs)))
         # The saved model as it starts, with the same layers: the gate compares like with like.
@@ -155,9 +167,9 @@ def _finish(split: Validation, runs: list[_Run], best: _Run, num_threads: int,
     epochs = best.epoch if warm else max(best.epoch, 1)
     with timed(seconds, "refit"):
         final = warm_model(params, fs, warm) if warm else _new_model(params, fs)
-        final.fit_partial(fs.interactions, user_features=fs.user_features,
-                          item_features=fs.item_features, sample_weight=fs.weights,
-                          epochs=epochs, num_threads=num_threads)
+        _refit(final, fs, epochs, num_threads, say)
+    if layers.blend.lam is not None and layers.blend.weight:
+        say("item-item layer: refit on all interactions", False)
     with timed(seconds, "item_item"):
         item_item = layers.final_item_item(fs.interactions)
     layers.release_validation()
@@ -171,8 +183,7 @@ def _finish(split: Validation, runs: list[_Run], best: _Run, num_threads: int,
                      item_item=item_item, layers=layers)
 
 
-def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
-        on_epoch: EpochCallback | None = None) -> FitResult:
+def fit(fs: FeatureSet, params: TrainParams, num_threads: int, say: Say = quiet) -> FitResult:
     """Early-stopped fits on a per-user split (one per identity share), then a refit on all
     interactions. ``fs`` is left as it is: the result's ``features`` hold the chosen share,
     so what the caller publishes from them is what was trained."""
@@ -182,15 +193,23 @@ def fit(fs: FeatureSet, params: TrainParams, num_threads: int,
     shares = sorted(params.identity_weights) if fs.reweightable() else []
     candidates = [fs.with_identity_weight(w) for w in shares] or [fs]
     with timed(seconds, "validation_fit"):
-        runs = [_early_stopped(c, params, split, num_threads, on_epoch) for c in candidates]
+        runs = [_early_stopped(c, params, split, num_threads, say,
+                               _validation_label(c, n, len(candidates)))
+                for n, c in enumerate(candidates, 1)]
         top = max(run.score for run in runs)
         best = next(run for run in runs if run.score >= (1.0 - params.identity_tolerance) * top)
-    return _finish(split, runs, best, num_threads, seconds)
+    if len(runs) > 1:
+        say(f"chosen: identity share {best.fs.identity_weight:g}", False)
+    return _finish(split, runs, best, num_threads, seconds, say)
+
+
+def _validation_label(fs: FeatureSet, number: int, count: int) -> str:
+    share = "" if count == 1 else f", identity share {fs.identity_weight:g} ({number} of {count})"
+    return f"fit LightFM on the validation split{share}"
 
 
 def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_threads: int,
-                    on_epoch: EpochCallback | None = None,
-                    min_held_out: int = MIN_HELD_OUT) -> FitResult | str:
+                    say: Say = quiet, min_held_out: int = MIN_HELD_OUT) -> FitResult | str:
     """Continue the saved model on this export: an early-stopped run validated on held-out new
     pairs, then a refit from the saved model on everything for the best epoch count.
 
@@ -208,9 +227,11 @@ def fit_incremental(fs: FeatureSet, params: TrainParams, warm: WarmStart, num_th
                 f"{min_held_out} needed)")
     split = Validation.of(fs, train_part, held_out, params)
     with timed(seconds, "validation_fit"):
-        run = _early_stopped(fs, params, split, num_threads, on_epoch,
+        run = _early_stopped(fs, params, split, num_threads, say,
+                             f"fit LightFM from the saved model {warm.source_version} on the "
+                             "validation split (new interactions held out)",
                              model=warm_model(params, fs, warm))
-    return _finish(split, [run], run, num_threads, seconds, warm)
+    return _finish(split, [run], run, num_threads, seconds, say, warm)
 
 
 def fit_fixed(fs: FeatureSet, params: TrainParams, epochs: int, num_threads: int,

@@ -19,6 +19,7 @@ from recommender.model import ensemble
 from recommender.model.features import FeatureSet
 from recommender.model.params import TrainParams
 from recommender.model.ranking import ScoreFn, ranking_metrics
+from recommender.outcome import Say, quiet
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ class Validation:
                                max_users=self.params.validation_users, seed=self.params.seed,
                                with_auc=with_auc)
 
-    def choose_layers(self, lightfm: ScoreFn, fs: FeatureSet,
-                      num_threads: int) -> ensemble.Ensemble:
+    def choose_layers(self, lightfm: ScoreFn, fs: FeatureSet, num_threads: int,
+                      say: Say = quiet) -> ensemble.Ensemble:
         """The layers on top of ``lightfm`` (fitted on the training part) that validate best,
         measured on more users than the per-epoch check: the grid's steps are small."""
         params = self.params
@@ -64,7 +65,7 @@ class Validation:
                                  params.item_item_max_items, params.rerank, params.rerank_users,
                                  params.seed)
         layers = ensemble.choose(lightfm, self.train_part, fs.repeats, self.held_out,
-                                 fs.item_types, measure, search, num_threads)
+                                 fs.item_types, measure, search, num_threads, say)
         for reason in (layers.blend.reason, layers.rerank.reason):
             if reason:
                 log.info("layers on top of LightFM: %s", reason)

@@ -3,6 +3,7 @@ and by ``restore`` for a model saved before its lists were kept beside it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -10,6 +11,7 @@ import scipy.sparse as sp
 
 from published.savedmodel import SavedModel
 from recommender.model import rerank
+from recommender.outcome import Say, quiet
 from recommender.publish import topk
 from recommender.publish.listsfile import Lists
 
@@ -38,12 +40,29 @@ def embeddings(model: SavedModel, threads: int = 1) -> topk.Embeddings:
 
 
 def lists(model: SavedModel, top_k: int, threads: int = 1,
-          batches: Callable[[Iterator[list]], Iterable[list]] = iter) -> Lists:
+          batches: Callable[[Iterator[list]], Iterable[list]] = iter,
+          say: Say = quiet) -> Lists:
     """The model's lists, the user and item lists computed batch by batch as they are read.
 
     ``batches`` wraps the batch generators, so a benchmark can time the precompute apart from
-    what is done with the lists.
+    what is done with the lists; ``say`` hears how far each has got.
     """
     emb = embeddings(model, threads)
-    return Lists(top_k, topk.popular_lists(emb, top_k), batches(topk.user_lists(emb, top_k)),
-                 batches(topk.similar_lists(emb, top_k)))
+    users = _counted(topk.user_lists(emb, top_k), say, "user lists", len(model.user_ids))
+    items = _counted(topk.similar_lists(emb, top_k), say, "similar-item lists",
+                     len(model.item_numbers))
+    return Lists(top_k, topk.popular_lists(emb, top_k), batches(users), batches(items))
+
+
+def _counted(batches: Iterator[list], say: Say, kind: str, total: int,
+             every: float = 1.0) -> Iterator[list]:
+    """``batches`` as they are, saying how far they have got at most every ``every`` seconds
+    (and at the end)."""
+    done, said = 0, time.monotonic()
+    say(f"precompute {kind}: 0 of {total}", True)
+    for batch in batches:
+        done += len(batch)
+        if done >= total or time.monotonic() - said >= every:
+            said = time.monotonic()
+            say(f"precompute {kind}: {done} of {total}", True)
+        yield batch
