@@ -40,8 +40,6 @@ workers = _worker_count()
 # post_worker_init below runs it in the loop for Totara's calls, in a few threads for the pages
 # that may wait on something slow (api/inloop.py). Why this model: docs/scaling.md.
 worker_class = "asgi"
-# Connections each worker keeps open at most, slow ones included; beyond it the kernel's backlog.
-worker_connections = 1000
 # No preload: each worker imports the app and connects to Redis after the fork
 # (api.connection.LazyRedis), so no connection pool is shared between processes.
 preload_app = False
