@@ -19,6 +19,7 @@ from api.health import HealthCheck, Livez, Readyz
 from api.home import Favicon, Home, OpenApi
 from api.metrics import MetricsEndpoint
 from api.observe import RequestObserver
+from api.pagecache import STATUS_PAGE_TTL, CachedPage
 from api.reader import Reader
 from api.recommend import ColdCounters, SimilarItems, UserItems
 from runtime import logsetup, redisconn
@@ -28,7 +29,8 @@ from runtime.config import Settings, load_or_exit
 def create_app(settings: Settings | None = None, redis_client: redis.Redis | None = None, *,
                counters: ColdCounters | None = None, auth_state: AuthState | None = None,
                broker_url: Callable[[], str] | None = None,
-               pointer_ttl: float = 1.0) -> falcon.App:
+               pointer_ttl: float = 1.0,
+               status_page_ttl: float = STATUS_PAGE_TTL) -> falcon.App:
     """Build the app; ``counters`` and ``auth_state`` let callers observe it."""
     if settings is None:
         settings = load_or_exit()
@@ -48,8 +50,9 @@ def create_app(settings: Settings | None = None, redis_client: redis.Redis | Non
     app = falcon.App(middleware=[RequestObserver(settings.access_log),
                                  TotaraAuth(settings.totara_key, settings.dev, auth_state)])
     ErrorHandlers(settings.dev).install(app)
-    app.add_route("/", Home(settings.dev, client, broker_url, settings.retrain_freq_minutes,
-                            totara_url=settings.totara_url))
+    app.add_route("/", CachedPage(Home(settings.dev, client, broker_url,
+                                       settings.retrain_freq_minutes,
+                                       totara_url=settings.totara_url), status_page_ttl))
     app.add_route("/favicon.ico", Favicon())
     app.add_route("/openapi.json", OpenApi())
     app.add_route("/user-items", UserItems(reader, counters))

@@ -16,6 +16,7 @@ import requests
 
 from published import overview, runs, summary
 from published.runs import LastRun, RunMeta, RunStatus, VersionStatus
+from runtime.publictext import public
 
 Facts = dict[str, str | int | float]
 
@@ -48,14 +49,15 @@ def totara(url: str | None, timeout: float = TOTARA_TIMEOUT) -> tuple[Facts, lis
         facts["elapsed_seconds"] = round(time.monotonic() - started, 3)
         answer.raise_for_status()
         payload = answer.json()
+    # The original's texts, with requests' message less its URL and host (runtime.publictext).
     except requests.HTTPError as exc:
         return facts, ["Unable to communicate with Totara, there was an error with the "
-                       f"response: {exc}"]
+                       f"response: {public(str(exc))}"]
     except requests.Timeout as exc:
         return facts, [f"Timed out trying to connect to Totara (try again in a few seconds): "
-                       f"{exc}"]
+                       f"{public(str(exc))}"]
     except requests.RequestException as exc:  # includes a body that is not JSON
-        return facts, [f"Unable to communicate with Totara: {exc}"]
+        return facts, [f"Unable to communicate with Totara: {public(str(exc))}"]
     if not _status_ok(payload):
         return facts, ["Could not connect to Totara instance. Please check your URL is correct."]
     return facts, []
@@ -87,7 +89,7 @@ def broker(url: str, timeout: float = BROKER_TIMEOUT) -> str | None:
                 conn.ensure_connection(max_retries=0, timeout=each)
             return None
         except Exception as exc:  # kombu raises transport-specific errors
-            problem = problem or f"Unable to connect to the message broker: {exc}"
+            problem = problem or f"Unable to connect to the message broker: {public(str(exc))}"
     return problem
 
 
@@ -100,7 +102,7 @@ def store(client: redis.Redis, retrain_minutes: int,
         seen = overview.read(client, runs.FIELDS, runs.RUN_FIELDS, MAX_TENANTS_REPORTED)
     except redis.RedisError as exc:
         return ({"redis_reachable": "false", "recommendation_model": "false"},
-                [f"Unable to reach the model store (Redis): {exc}"])
+                [f"Unable to reach the model store (Redis): {public(str(exc))}"])
     facts: Facts = {"redis_reachable": "true", "tenants_published": seen.total}
     errors: list[str] = []
     trained = False
@@ -143,7 +145,7 @@ def _tenant_problems(tenant: str, meta: RunMeta, run: LastRun, now: float,
                         "more than twice the retraining interval")
     if run.status == RunStatus.FAILED:
         problems.append(f"The last training run of tenant {tenant} failed: "
-                        + " ".join(run.message.split())[:300])
+                        + public(" ".join(run.message.split()))[:300])
     if meta.status == VersionStatus.TRAINED and meta.auc is not None and meta.auc < MIN_AUC:
         problems.append(f"The model of tenant {tenant} ranks worse than chance "
                         f"(validation AUC {meta.auc:.3f})")
@@ -177,7 +179,7 @@ def _summary_row(row: dict[str, str | None]) -> str:
     def field(name: str) -> str:
         return " ".join((row.get(name) or "").split())  # one line, whatever the CSV held
 
-    text = f"tenant {field('TENANT_ID')} ({field('ALGORITHM')}): {field('MSG')}"
+    text = f"tenant {field('TENANT_ID')} ({field('ALGORITHM')}): {public(field('MSG'))}"
     details = [f"{label} {field(name)}" for label, name in
                (("epochs", "EPOCHS"), ("components", "N_EMBEDDINGS"), ("score", "SCORE"))
                if field(name)]

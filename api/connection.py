@@ -24,8 +24,13 @@ from runtime.config import Settings
 CONNECT_TIMEOUT = 0.3
 READ_TIMEOUT = 0.8
 
-# What a request turns into a 503 rather than a 500: the store is unreachable or too slow.
-UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# What a request turns into a 503 rather than a 500: the store is unreachable or too slow, or
+# a Redis Cluster is failing over (the cluster or a slot's master is down, a slot is moving,
+# redirects ran out); each passes within seconds, so Totara is told to try again, not that the
+# service is broken. A plain ResponseError (wrong type, bad command) stays a 500.
+UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+               redis.exceptions.ClusterError, redis.exceptions.TryAgainError,
+               redis.exceptions.AskError, redis.exceptions.SlotNotCoveredError)
 
 
 def client_options() -> dict[str, object]:

@@ -1,8 +1,8 @@
 """JSON bodies for errors outside the two envelopes: ``{"error": "true", "msg": "..."}`` (§2).
 
-404 and 405 come from Falcon's routing; an unreachable Redis is a 503 (the request may succeed
-a moment later, and Totara falls back to its cache either way); anything else is a 500 that says
-more only in development mode.
+404 and 405 come from Falcon's routing; an unreachable Redis or a Redis Cluster failing over is a
+503 (the request may succeed a moment later, and Totara falls back to its cache either way);
+anything else is a 500 that says more only in development mode.
 """
 
 from __future__ import annotations

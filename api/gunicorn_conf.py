@@ -33,11 +33,12 @@ def _worker_count() -> int:
 
 bind = _settings.gunicorn_bind
 workers = _worker_count()
-# Sync workers: a request is CPU work plus one short Redis round trip, so threads in a worker would
-# mostly wait on the GIL, and Totara's curl does not reuse connections, so gthread's keep-alive
-# buys nothing. Measured (docs/api.md, `python -m bench api --worker-class gthread`): the two were
-# within each other's run-to-run spread.
-worker_class = "sync"
+# gunicorn's asyncio worker reads every connection in an event loop and hands a request on only
+# once it is complete, so clients that send slowly or not at all cost a coroutine, not a worker
+# (with sync workers about 17 such connections held every worker for 30 s). The app stays WSGI:
+# post_worker_init below runs it in the loop for Totara's calls, in a few threads for the pages
+# that may wait on something slow (api/inloop.py). Why this model: docs/scaling.md.
+worker_class = "asgi"
 # No preload: each worker imports the app and connects to Redis after the fork
 # (api.connection.LazyRedis), so no connection pool is shared between processes.
 preload_app = False
@@ -73,6 +74,17 @@ logger_class = ServiceLogger
 # Prometheus multiprocess mode: each worker writes its counters to files in a per-run folder,
 # so /metrics (answered by any worker) adds up all of them (api/metrics.py).
 _metrics_dir: list = []
+
+
+def post_worker_init(worker):
+    # After the app is loaded in the worker, before it serves: the asyncio worker is given the
+    # WSGI app wrapped (`-k sync` or `-k gthread` on the command line still serve it as is).
+    from gunicorn.workers.gasgi import ASGIWorker
+
+    if isinstance(worker, ASGIWorker):
+        from api.inloop import InLoopWsgi
+
+        worker.asgi = InLoopWsgi(worker.asgi)
 
 
 def on_starting(server):

@@ -18,7 +18,7 @@ import redis
 from api import checks
 from published import overview, runs
 from published.runs import LastRun, RunMeta
-from runtime import logsetup
+from runtime import publictext
 
 MAX_TENANTS = 500
 BROKER_CACHE_SECONDS = 30.0
@@ -143,8 +143,8 @@ def _read(connection: redis.Redis, report: Report) -> None:
     report.tenants_total = seen.total
     for state in seen.tenants:
         run = LastRun.from_fields(state.run)
-        # Run messages quote downloads and errors: what might carry a credential is redacted.
-        run.message = logsetup.redact(" ".join(run.message.split()))[:300]
+        # Run messages quote downloads and errors: credentials, URLs, hosts and paths are cut.
+        run.message = publictext.public(" ".join(run.message.split()))[:300]
         report.tenants.append(TenantRow(state.tenant, state.version or "",
                                         RunMeta.from_fields(state.meta), run))
     report.scheduled_period = runs.parse_number(seen.leader)

@@ -163,10 +163,13 @@ def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = t
                 raise TransientDownloadError(f"{name}: the connection broke during the "
                                              "download") from None
             except requests.RequestException as exc:
-                # requests' messages hold the URL and the cause, never the request headers.
-                raise TransientDownloadError(f"{name}: could not download from "
-                                             f"{settings.totara_url}: {type(exc).__name__}: "
-                                             f"{str(exc)[:300]}") from None
+                # requests' messages hold the URL, the host and the cause: they go to this log
+                # only. The error reaches the open status page, so it names the file and the
+                # kind of failure.
+                log.warning("%s: could not download %s: %s", name, url, exc)
+                raise TransientDownloadError(f"{name}: could not download from Totara "
+                                             f"({type(exc).__name__}; details in the worker's "
+                                             "log)") from None
             if attempt < settings.download_retries:
                 log.info("%s: Totara is still writing the export (202), asking again in %g s",
                          name, settings.download_retry_delay)

@@ -22,8 +22,10 @@ class Api:
         self.counters = ColdCounters()
         self.auth = AuthState()
         self.redis = redis_client
-        # pointer_ttl=0: tests publish and read at once; caching has its own tests.
+        # No caching (pointer, status page): tests publish and read at once; caching has its own
+        # tests.
         options.setdefault("pointer_ttl", 0.0)
+        options.setdefault("status_page_ttl", 0.0)
         options.setdefault("broker_url", lambda: "memory://")
         self.app = create_app(settings, redis_client, counters=self.counters,
                               auth_state=self.auth, **options)

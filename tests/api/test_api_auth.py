@@ -104,3 +104,17 @@ def test_unknown_path_without_auth_is_401_and_with_auth_404(api):
                                          ("/readyz", 200), ("/openapi.json", 200)])
 def test_open_paths_need_no_auth(api, path, status):
     assert api.get(path, headers={}).status_code == status
+
+
+def test_the_kept_signature_of_the_latest_second_accepts_nothing_else():
+    # The expected signature is kept for the latest stamp: a signature of that second must not
+    # pass with another stamp, nor another key's signature with that stamp.
+    now = 1_700_000_000
+    auth = TotaraAuth(KEY, False, AuthState(), clock=lambda: now)
+    stamp = str(now)
+    assert auth.check(stamp, signature(stamp, KEY), USER_AGENT) is None
+    assert auth.check(stamp, signature(stamp, KEY), USER_AGENT) is None
+    assert auth.check(str(now + 1), signature(stamp, KEY), USER_AGENT) is not None
+    assert auth.check(stamp, signature(stamp, KEY + "x"), USER_AGENT) is not None
+    assert auth.check(str(now + 1), signature(str(now + 1), KEY), USER_AGENT) is None
+    assert auth.check(stamp, signature(stamp, KEY), USER_AGENT) is None

@@ -26,7 +26,7 @@ def test_defaults_bind_every_interface_on_port_5000(monkeypatch, base_env):
     conf = load(monkeypatch, base_env)
     assert conf["bind"] == ["0.0.0.0:5000"]
     assert conf["preload_app"] is False
-    assert conf["worker_class"] in ("sync", "gthread")
+    assert conf["worker_class"] in ("sync", "gthread", "asgi")
     assert 3 <= conf["workers"] <= 17
     assert conf["graceful_timeout"] <= 10
 
