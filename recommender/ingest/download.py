@@ -128,6 +128,40 @@ def _save(response: requests.Response, target: Path, limit: int) -> int:
     return written
 
 
+def _attempt(http: requests.Session, settings: Settings, url: str, name: str,
+             dest: Path) -> bool | None:
+    """One request: True when saved (200), False for no content (204), None for not ready (202)."""
+    started = time.monotonic()
+    try:
+        # The key is only ever hashed into the headers, never logged or put in errors.
+        with http.get(url, headers=signed_headers(settings.totara_key or ""), stream=True,
+                      timeout=settings.download_timeout, allow_redirects=False) as response:
+            if response.status_code == 200:
+                size = _save(response, dest / name, settings.download_max_bytes)
+                log.info("downloaded %s: %d bytes in %.1f s", name, size,
+                         time.monotonic() - started)
+                return True
+            if response.status_code == 204:
+                return False
+            if response.status_code != 202:
+                raise _status_error(name, response.status_code)
+            return None
+    # The body is read from urllib3 directly (_body), which raises its own errors.
+    except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
+        raise TransientDownloadError(f"{name}: Totara did not answer within "
+                                     f"{settings.download_timeout:g} s") from None
+    except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError):
+        raise TransientDownloadError(f"{name}: the connection broke during the "
+                                     "download") from None
+    except requests.RequestException as exc:
+        # requests' messages hold the URL, the host and the cause: they go to this log only.
+        # The error reaches the open status page, so it names the file and the kind of failure.
+        log.warning("%s: could not download %s: %s", name, url, exc)
+        raise TransientDownloadError(f"{name}: could not download from Totara "
+                                     f"({type(exc).__name__}; details in the worker's "
+                                     "log)") from None
+
+
 def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = time.sleep,
                   session: requests.Session | None = None) -> bool:
     """Fetch one export file into ``dest/name``; False when Totara answered 204 (no content).
@@ -140,36 +174,9 @@ def download_file(settings: Settings, name: str, dest: Path, *, sleep: Sleep = t
     http = session or requests.Session()
     try:
         for attempt in range(settings.download_retries + 1):
-            started = time.monotonic()
-            try:
-                # The key is only ever hashed into the headers, never logged or put in errors.
-                with http.get(url, headers=signed_headers(settings.totara_key or ""),
-                              stream=True, timeout=settings.download_timeout,
-                              allow_redirects=False) as response:
-                    if response.status_code == 200:
-                        size = _save(response, dest / name, settings.download_max_bytes)
-                        log.info("downloaded %s: %d bytes in %.1f s", name, size,
-                                 time.monotonic() - started)
-                        return True
-                    if response.status_code == 204:
-                        return False
-                    if response.status_code != 202:
-                        raise _status_error(name, response.status_code)
-            # The body is read from urllib3 directly (_body), which raises its own errors.
-            except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
-                raise TransientDownloadError(f"{name}: Totara did not answer within "
-                                             f"{settings.download_timeout:g} s") from None
-            except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError):
-                raise TransientDownloadError(f"{name}: the connection broke during the "
-                                             "download") from None
-            except requests.RequestException as exc:
-                # requests' messages hold the URL, the host and the cause: they go to this log
-                # only. The error reaches the open status page, so it names the file and the
-                # kind of failure.
-                log.warning("%s: could not download %s: %s", name, url, exc)
-                raise TransientDownloadError(f"{name}: could not download from Totara "
-                                             f"({type(exc).__name__}; details in the worker's "
-                                             "log)") from None
+            fetched = _attempt(http, settings, url, name, dest)
+            if fetched is not None:
+                return fetched
             if attempt < settings.download_retries:
                 log.info("%s: Totara is still writing the export (202), asking again in %g s",
                          name, settings.download_retry_delay)
