@@ -30,9 +30,15 @@ from recommender.outcome import Progress, Say, TenantResult, quiet
 from recommender.promotion import gate
 from recommender.publish import explore, modelfile, precompute
 from recommender.publish.restore import publish_saved
-from runtime import errors
 from runtime.config import Settings
-from runtime.errors import describe
+from runtime.errors import (
+    DownloadError,
+    ExportError,
+    LockLostError,
+    ModelStoreError,
+    StaleVersionError,
+    describe,
+)
 from runtime.timing import timed
 
 log = logging.getLogger(__name__)
@@ -112,10 +118,10 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
         _run(run)
     except Exception as exc:
         # A lost lock is retried: nothing was published, the next attempt locks again.
-        run.result.status = (RunStatus.LOCK_LOST if isinstance(exc, errors.LockLostError)
+        run.result.status = (RunStatus.LOCK_LOST if isinstance(exc, LockLostError)
                              else RunStatus.FAILED)
         run.result.message = describe(exc)
-        if not isinstance(exc, errors.DownloadError):  # that one is logged where it happens
+        if not isinstance(exc, DownloadError):  # that one is logged where it happens
             run.log_summary(run.result.message)
         _record(client, run.result)
         raise
@@ -167,12 +173,12 @@ def _load(run: Run) -> export.TenantExport | None:
                 if source is None:
                     download.fetch_tenant(run.settings, run.tenant, Path(scratch))
                 return export.load_tenant(source or Path(scratch), run.tenant)
-        except errors.ExportError as exc:
+        except ExportError as exc:
             run.result.message = f"export rejected: {exc}"
             run.log_summary(run.result.message)
             log.error("tenant %s: %s", run.tenant, run.result.message)
             return None
-        except errors.DownloadError as exc:
+        except DownloadError as exc:
             run.log_summary(f"download failed: {exc}")
             raise
 
@@ -243,24 +249,15 @@ def _save(settings: Settings, tenant: str, version: str, model: SavedModel | Non
     spent: dict[str, float] = {"lists": 0.0}
     with timed(spent, "lists"):
         lists = None if model is None else precompute.lists(
-            model, settings.top_k, settings.num_threads, batches=lambda b: _clocked(b, spent),
-            say=say)
+            model, settings.top_k, settings.num_threads,
+            batches=lambda b: precompute.clocked(b, spent), say=say)
     try:
         modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists,
                        source)
     except OSError as exc:
-        raise errors.ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
+        raise ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
                               f"{settings.models_dir}: {exc}") from exc
     return spent["lists"]
-
-
-def _clocked(batches: Iterator[list], spent: dict[str, float]) -> Iterator[list]:
-    while True:
-        with timed(spent, "lists"):
-            batch = next(batches, None)
-        if batch is None:
-            return
-        yield batch
 
 
 def _publish(run: Run, version: str, model: SavedModel | None, meta: RunMeta) -> bool:
@@ -269,7 +266,7 @@ def _publish(run: Run, version: str, model: SavedModel | None, meta: RunMeta) ->
         try:
             publish_saved(run.settings, run.client, run.tenant, version, version, model,
                           meta.to_dict())
-        except errors.StaleVersionError as exc:
+        except StaleVersionError as exc:
             run.result.status, run.result.message = RunStatus.STALE, str(exc)
             return False
     return True

@@ -14,6 +14,7 @@ from recommender.model import rerank
 from recommender.outcome import Say, quiet
 from recommender.publish import topk
 from recommender.publish.listsfile import Lists
+from runtime.timing import timed
 
 
 def embeddings(model: SavedModel, threads: int = 1) -> topk.Embeddings:
@@ -65,4 +66,14 @@ def _counted(batches: Iterator[list], say: Say, kind: str, total: int,
         if done >= total or time.monotonic() - said >= every:
             said = time.monotonic()
             say(f"precompute {kind}: {done} of {total}", True)
+        yield batch
+
+
+def clocked(batches: Iterator[list], spent: dict[str, float]) -> Iterator[list]:
+    """``batches`` as they come, the time spent making each added to ``spent["lists"]``."""
+    while True:
+        with timed(spent, "lists"):
+            batch = next(batches, None)
+        if batch is None:
+            return
         yield batch
