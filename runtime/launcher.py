@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,9 @@ class Entry:
     command: str
 
 
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
 def read_procfile(path: Path) -> list[Entry]:
     """``name: command`` lines; blank lines and ``#`` comments are skipped."""
     entries = []
@@ -45,6 +49,12 @@ def read_procfile(path: Path) -> list[Entry]:
     if not entries:
         raise ValueError(f"{path}: no processes")
     return entries
+
+
+def exec_line(command: str) -> str:
+    """``command`` run by ``exec``; leading ``NAME=value`` words, which ``exec`` would take for
+    the program, go through ``env``."""
+    return ("exec env " if _ASSIGNMENT.match(command) else "exec ") + command
 
 
 class Output:
@@ -83,9 +93,11 @@ class Launcher:
 
     def start(self) -> None:
         for entry in self.entries:
-            # exec: the process is the command itself, not a shell waiting for it.
+            # exec: the process is the command itself, not a shell waiting for it; the name as
+            # honcho gives it, which the Procfile reads (its instance number).
             process = subprocess.Popen(
-                "exec " + entry.command, shell=True, start_new_session=True,
+                exec_line(entry.command), shell=True, start_new_session=True,
+                env={**os.environ, "HONCHO_PROCESS_NAME": f"{entry.name}.1"},
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True, errors="replace")
             self.processes[entry.name] = process

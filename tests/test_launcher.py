@@ -144,3 +144,16 @@ def test_stop_embedded_stops_a_server_that_cannot_save_its_snapshot(tmp_path):
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_procfile_command_may_start_with_variable_assignments_and_read_its_instance(tmp_path):
+    # Given the repository's Procfile style: an assignment before the program, read from the
+    # process name honcho gives (worker.1)
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("worker: N=${HONCHO_PROCESS_NAME##*.} sh -c 'echo instance $N'\n")
+    # When the launcher runs it
+    done = subprocess.run([sys.executable, "-m", "runtime.launcher", "-f", str(procfile),
+                           "--grace", "1"], cwd=ROOT, env=_stub_env(tmp_path),
+                          capture_output=True, text=True, timeout=30)
+    # Then the command ran with its variable (before: "exec: N=1: not found")
+    assert "instance 1" in done.stdout, done.stdout + done.stderr
