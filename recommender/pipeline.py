@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from published.runs import LastRun, RunMeta, RunStatus, VersionStatus
 from published.savedmodel import SavedModel
 from recommender.fitreport import describe_fit
 from recommender.ingest import download, export
+from recommender.model import checkpoint as fitcheckpoint
 from recommender.model import features, saving, train, warmstart
 from recommender.outcome import Progress, Say, TenantResult, quiet
 from recommender.promotion import gate
@@ -33,7 +35,7 @@ from recommender.publish.restore import publish_saved
 from runtime import errors
 from runtime.config import Settings
 from runtime.errors import describe
-from runtime.timing import timed
+from runtime.timing import clocked, timed
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class RunOptions:
     # The caller holds the tenant's training lock (the worker does), so a partial version left
     # by an earlier run is removed at once rather than after it idled for minutes.
     exclusive: bool = False
+    interrupt: threading.Event | None = None  # set: the fit stops, checkpointed (FitInterrupted)
 
 
 @dataclass
@@ -99,17 +102,20 @@ def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
                  algorithm: str | None = None, force: bool = False,
                  export_dir: Path | None = None, progress: Progress | None = None,
                  params: train.TrainParams | None = None,
-                 exclusive: bool = False) -> TenantResult:
+                 exclusive: bool = False,
+                 interrupt: threading.Event | None = None) -> TenantResult:
     """Run the whole pipeline for one tenant. Infrastructure errors raise; data errors return.
 
     The outcome, whatever it is, is recorded in ``keys.last_run`` for the health check.
     """
     options = RunOptions(algorithm or settings.algorithm, force, export_dir,
-                         params or train.TrainParams(), exclusive)
+                         params or train.TrainParams(), exclusive, interrupt)
     run = Run(settings, client, options, progress or Progress(),
               TenantResult(tenant, RunStatus.FAILED, "", algorithm=options.algorithm))
     try:
         _run(run)
+    except errors.FitInterrupted:
+        raise  # not an outcome: the event goes back to be resumed
     except Exception as exc:
         # A lost lock is retried: nothing was published, the next attempt locks again.
         run.result.status = (RunStatus.LOCK_LOST if isinstance(exc, errors.LockLostError)
@@ -217,7 +223,10 @@ def _fit(run: Run, data: export.TenantExport, meta: RunMeta) -> SavedModel:
                   if warm else why)
         if isinstance(fitted, str):
             log.info("tenant %s: full fit (%s)", data.tenant, fitted)
-            fitted = train.fit(fs, params, settings.num_threads, run.say)
+            fitted = train.fit(fs, params, settings.num_threads, run.say, fitcheckpoint.Checkpoint(
+                modelfile.tenant_dir(settings.models_dir, data.tenant) / fitcheckpoint.NAME,
+                data.fingerprint, run.options.algorithm, params,
+                run.options.interrupt or threading.Event()))
             warm = None
     describe_fit(run.result, meta, fitted, warm, params)
     return saving.saved_model(data, fitted.model, fitted.features, fitted.item_item,
@@ -243,8 +252,8 @@ def _save(settings: Settings, tenant: str, version: str, model: SavedModel | Non
     spent: dict[str, float] = {"lists": 0.0}
     with timed(spent, "lists"):
         lists = None if model is None else precompute.lists(
-            model, settings.top_k, settings.num_threads, batches=lambda b: _clocked(b, spent),
-            say=say)
+            model, settings.top_k, settings.num_threads,
+            batches=lambda b: clocked(b, spent, "lists"), say=say)
     try:
         modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists,
                        source)
@@ -252,15 +261,6 @@ def _save(settings: Settings, tenant: str, version: str, model: SavedModel | Non
         raise errors.ModelStoreError(f"cannot write the model to ML_MODELS_DIR="
                               f"{settings.models_dir}: {exc}") from exc
     return spent["lists"]
-
-
-def _clocked(batches: Iterator[list], spent: dict[str, float]) -> Iterator[list]:
-    while True:
-        with timed(spent, "lists"):
-            batch = next(batches, None)
-        if batch is None:
-            return
-        yield batch
 
 
 def _publish(run: Run, version: str, model: SavedModel | None, meta: RunMeta) -> bool:
