@@ -92,6 +92,18 @@ def test_a_checkpoint_of_another_fit_is_removed_and_the_fit_starts_afresh(fs, tm
     assert "ignoring the checkpoint" in caplog.text
 
 
+def test_a_checkpoint_of_models_of_another_shape_is_removed_and_the_fit_starts_afresh(
+        fs, tmp_path, caplog):
+    # Given a checkpoint of the same export id whose features were built otherwise (another
+    # release): as many users, fewer item feature rows
+    _interrupted(fs, tmp_path, 3)
+    other = features.build(make_export(n_users=240, n_items=60, per_user=10, seed=5), "hybrid")
+    epochs, saver = Epochs(), _checkpoint(tmp_path)
+    train.fit(other, PARAMS, 1, epochs, saver)
+    assert epochs.count == TOTAL and not saver.path.exists()
+    assert "made for another features" in caplog.text
+
+
 def test_a_damaged_checkpoint_is_removed_and_the_fit_starts_afresh(fs, tmp_path, caplog):
     saver = _interrupted(fs, tmp_path, 3)
     saver.path.write_bytes(saver.path.read_bytes()[:200])

@@ -62,13 +62,17 @@ class Checkpoint:
     params: TrainParams
     interrupt: threading.Event = field(default_factory=threading.Event)
     resumed_epochs: int = 0  # epochs that the resumed checkpoint had done
+    # The feature rows the models have (users', items'): a release that builds features
+    # otherwise from the same export must not resume models of another shape.
+    features: list[int] = field(default_factory=list)
 
     def identity(self) -> dict[str, Any]:
         # Through JSON so that a tuple and the list it is read back as compare equal.
         return json.loads(json.dumps({"format": FORMAT, "phase": PHASE,
                                       "fingerprint": self.fingerprint,
                                       "algorithm": self.algorithm,
-                                      "params": asdict(self.params)}))
+                                      "params": asdict(self.params),
+                                      "features": self.features}))
 
     def pause(self, runs: list[RunState]) -> None:
         """At an epoch boundary: if the stop was asked, save ``runs`` and raise."""
@@ -95,9 +99,11 @@ class Checkpoint:
         atomic_write(self.path, lambda handle: np.savez(handle, **arrays))
         log.info("checkpoint written: %d validation epoch(s) in %s", done, self.path)
 
-    def load(self, new_model: Callable[[], Any]) -> list[RunState]:
+    def load(self, new_model: Callable[[], Any], features: list[int]) -> list[RunState]:
         """The runs of a checkpoint of this very fit, or none (a mismatching or damaged
-        checkpoint is removed, said in the log). ``new_model`` makes a model to fill in."""
+        checkpoint is removed, said in the log). ``new_model`` makes a model to fill in;
+        ``features`` are the users' and items' feature counts of this fit."""
+        self.features = features
         if not self.path.exists():
             return []
         try:

@@ -149,7 +149,8 @@ def _early_stopped(fs: FeatureSet, params: TrainParams, split: Validation, num_t
 def _validation_runs(candidates: list[FeatureSet], params: TrainParams, split: Validation,
                      num_threads: int, say: Say, saver: checkpoint.Checkpoint | None) -> list[_Run]:
     """One early-stopped run per candidate, resumed from and checkpointed to ``saver``."""
-    resumed = saver.load(lambda: _new_model(params, candidates[0])) if saver else []
+    resumed = saver.load(lambda: _new_model(params, candidates[0]),
+                         _feature_counts(candidates[0])) if saver else []
     runs: list[_Run] = []
 
     def state(run: _Run, current: LightFM | None = None) -> checkpoint.RunState:
@@ -236,6 +237,13 @@ def fit(fs: FeatureSet, params: TrainParams, num_threads: int, say: Say = quiet,
     if len(runs) > 1:
         say(f"chosen: identity share {best.fs.identity_weight:g}", False)
     return _finish(split, runs, best, num_threads, seconds, say)
+
+
+def _feature_counts(fs: FeatureSet) -> list[int]:
+    """The rows of the users' and items' parameters (LightFM's identity when no features)."""
+    n_users, n_items = fs.interactions.shape
+    return [n_users if fs.user_features is None else fs.user_features.shape[1],
+            n_items if fs.item_features is None else fs.item_features.shape[1]]
 
 
 def _validation_label(fs: FeatureSet, number: int, count: int) -> str:
