@@ -27,6 +27,9 @@ log = logging.getLogger("consumer")
 # The connection thread's Redis calls (duplicate markers, interactions, scheduler) are small; a
 # Redis that does not answer within this must not stall heartbeats for long.
 LOOP_REDIS_TIMEOUT = 5.0
+# Past ML_WORKER_STOP_GRACE, the seconds a fit gets to reach its next epoch boundary and write
+# its checkpoint: within the 30 s the recipes' stop timeouts leave beyond the grace.
+CHECKPOINT_WAIT = 20.0
 
 
 def load_settings() -> Settings:
@@ -59,7 +62,9 @@ def build_worker(settings: Settings, *, train_fn: TrainFn | None = None,
     return Worker(connection, topology, client=loop_client, context=context, policy=policy,
                   schedule_seconds=schedule or None,
                   stop_grace=settings.worker_stop_grace if stop_grace is None else stop_grace,
-                  alive_file=alive_file, max_deliveries=settings.max_deliveries)
+                  alive_file=alive_file, max_deliveries=settings.max_deliveries,
+                  # A replaced trainer (tests) cannot checkpoint: nothing to wait for.
+                  checkpoint_wait=CHECKPOINT_WAIT if train_fn is None else 0.0)
 
 
 def install_signal_handlers(worker: Worker) -> None:

@@ -23,7 +23,7 @@ from consumer.delivery import Delivery, Settler
 from consumer.redeliveries import DeliveryCounter
 from consumer.runner import Runner
 from runtime import logsetup
-from runtime.errors import describe
+from runtime.errors import FitInterrupted, describe
 
 log = logging.getLogger("consumer")
 
@@ -142,6 +142,11 @@ class EventHandler:
             d: Delivery = finished.tag
             self.inflight = None
             worker_metrics.TRAINING.set(0)
+            if isinstance(finished.error, FitInterrupted):
+                # Left unacked: the worker is stopping, the broker redelivers the event, and
+                # the run that gets it resumes from the checkpoint.
+                log.warning("%s handed back unacked: %s", d.describe(), finished.error)
+                continue
             self._guarded(d, partial(self._settle_job, d, finished.value, finished.error,
                                      finished.seconds))
 

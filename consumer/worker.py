@@ -48,7 +48,8 @@ class Worker(ConsumerMixin):
                  stop_grace: float = 8.0, interactions_prefetch: int = 10,
                  reconnect_intervals: tuple[float, float, float] = (1.0, 1.0, 10.0),
                  alive_file: Path | None = None,
-                 max_deliveries: int = DEFAULT_MAX_DELIVERIES) -> None:
+                 max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+                 checkpoint_wait: float = 0.0) -> None:
         self.connection = connection
         self.topology = topology
         self.client = client  # short timeouts: used on the connection thread
@@ -65,6 +66,10 @@ class Worker(ConsumerMixin):
         self._schedule_paused_until = 0.0
         self.safety_interval = safety_interval
         self.stop_grace = stop_grace
+        # Past the grace, how long the fit may take to reach an epoch boundary and write its
+        # checkpoint (0: hand the event back at once, as for a trainer that cannot checkpoint).
+        self.checkpoint_wait = checkpoint_wait
+        self._stop_now = False
         self.interactions_prefetch = interactions_prefetch
         self.reconnect_intervals = reconnect_intervals
         self.alive_file = alive_file
@@ -209,19 +214,29 @@ class Worker(ConsumerMixin):
         self._alive_touched = time.monotonic()
 
     def request_stop(self) -> None:
-        """First call: finish the message in hand (up to ``stop_grace``); second: stop now."""
+        """First call: finish the message in hand (up to ``stop_grace``, then up to
+        ``checkpoint_wait`` more for the fit to checkpoint); second: stop now."""
         now = time.monotonic()
         if self._stop_deadline is None:
             self._stop_deadline = now + self.stop_grace
             log.info("stopping: no new messages; waiting up to %.1fs (ML_WORKER_STOP_GRACE) for "
                      "the one in hand", self.stop_grace)
         else:
-            self._stop_deadline = now
+            self._stop_deadline, self._stop_now = now, True
 
     def _check_stop(self) -> None:
         if self._stop_deadline is None:
             return
-        if self.inflight is not None and time.monotonic() < self._stop_deadline:
+        now = time.monotonic()
+        if self.inflight is not None and now < self._stop_deadline:
+            return
+        interrupt = self.context.service.interrupt
+        if (self.inflight is not None and self.checkpoint_wait > 0 and not self._stop_now
+                and not interrupt.is_set()):
+            interrupt.set()
+            self._stop_deadline = now + self.checkpoint_wait
+            log.info("stop grace over: the fit stops at its next epoch boundary and writes a "
+                     "checkpoint (waiting up to %.0fs)", self.checkpoint_wait)
             return
         if self.inflight is not None:
             log.warning("%s not finished: handed back unacked, the broker redelivers it",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from published.runs import LastRun, RunMeta, RunStatus, VersionStatus
 from published.savedmodel import SavedModel
 from recommender.fitreport import describe_fit
 from recommender.ingest import download, export
+from recommender.model import checkpoint as fitcheckpoint
 from recommender.model import features, saving, train, warmstart
 from recommender.outcome import Progress, Say, TenantResult, quiet
 from recommender.promotion import gate
@@ -34,12 +36,13 @@ from runtime.config import Settings
 from runtime.errors import (
     DownloadError,
     ExportError,
+    FitInterrupted,
     LockLostError,
     ModelStoreError,
     StaleVersionError,
     describe,
 )
-from runtime.timing import timed
+from runtime.timing import clocked, timed
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ class RunOptions:
     # The caller holds the tenant's training lock (the worker does), so a partial version left
     # by an earlier run is removed at once rather than after it idled for minutes.
     exclusive: bool = False
+    interrupt: threading.Event | None = None  # set: the fit stops, checkpointed (FitInterrupted)
 
 
 @dataclass
@@ -104,18 +108,18 @@ class Run:
 def train_tenant(settings: Settings, client: redis.Redis, tenant: str, *,
                  algorithm: str | None = None, force: bool = False,
                  export_dir: Path | None = None, progress: Progress | None = None,
-                 params: train.TrainParams | None = None,
-                 exclusive: bool = False) -> TenantResult:
-    """Run the whole pipeline for one tenant. Infrastructure errors raise; data errors return.
-
-    The outcome, whatever it is, is recorded in ``keys.last_run`` for the health check.
-    """
+                 params: train.TrainParams | None = None, exclusive: bool = False,
+                 interrupt: threading.Event | None = None) -> TenantResult:
+    """Run the whole pipeline for one tenant. Infrastructure errors raise; data errors return;
+    the outcome, whatever it is, is recorded in ``keys.last_run`` for the health check."""
     options = RunOptions(algorithm or settings.algorithm, force, export_dir,
-                         params or train.TrainParams(), exclusive)
+                         params or train.TrainParams(), exclusive, interrupt)
     run = Run(settings, client, options, progress or Progress(),
               TenantResult(tenant, RunStatus.FAILED, "", algorithm=options.algorithm))
     try:
         _run(run)
+    except FitInterrupted:
+        raise  # not an outcome: the event goes back to be resumed
     except Exception as exc:
         # A lost lock is retried: nothing was published, the next attempt locks again.
         run.result.status = (RunStatus.LOCK_LOST if isinstance(exc, LockLostError)
@@ -223,7 +227,10 @@ def _fit(run: Run, data: export.TenantExport, meta: RunMeta) -> SavedModel:
                   if warm else why)
         if isinstance(fitted, str):
             log.info("tenant %s: full fit (%s)", data.tenant, fitted)
-            fitted = train.fit(fs, params, settings.num_threads, run.say)
+            fitted = train.fit(fs, params, settings.num_threads, run.say, fitcheckpoint.Checkpoint(
+                modelfile.tenant_dir(settings.models_dir, data.tenant) / fitcheckpoint.NAME,
+                data.fingerprint, run.options.algorithm, params,
+                run.options.interrupt or threading.Event()))
             warm = None
     describe_fit(run.result, meta, fitted, warm, params)
     return saving.saved_model(data, fitted.model, fitted.features, fitted.item_item,
@@ -250,7 +257,7 @@ def _save(settings: Settings, tenant: str, version: str, model: SavedModel | Non
     with timed(spent, "lists"):
         lists = None if model is None else precompute.lists(
             model, settings.top_k, settings.num_threads,
-            batches=lambda b: precompute.clocked(b, spent), say=say)
+            batches=lambda b: clocked(b, spent, "lists"), say=say)
     try:
         modelfile.save(settings.models_dir, tenant, version, model, meta.to_dict(), lists,
                        source)

@@ -10,7 +10,9 @@ the pipeline (numpy, LightFM, LightGBM) is imported when a training starts.
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +74,10 @@ class TrainingService:
         self.owner = owner
         self.lock_ttl = lock_ttl
         self.locks = locks if locks is not None else LockRegistry()
-        self._train = train_fn or run_pipeline
+        # Set by a stopping worker: the pipeline's fit stops at its next epoch boundary,
+        # checkpointed, and raises FitInterrupted (a replaced train_fn does not see it).
+        self.interrupt = threading.Event()
+        self._train = train_fn or partial(run_pipeline, interrupt=self.interrupt)
         self._restore = restore_fn or restore_saved
         self._tenants = tenants_fn
 

@@ -104,6 +104,12 @@ class ModelStoreError(RetryableError, OSError):
     """ML_MODELS_DIR cannot take the model (full, read-only, missing permissions)."""
 
 
+class FitInterrupted(ServiceError):
+    """The fit stopped at an epoch boundary because its worker is stopping; what it had done is
+    checkpointed (recommender.model.checkpoint). Neither retried nor dead-lettered: the worker
+    leaves the event unacked, and the run that gets it again resumes from the checkpoint."""
+
+
 # -- consumer and API input -----------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from published.savedmodel import PARAMETERS, SIDES
-from recommender.model import ensemble, itemitem, rerank
+from recommender.model import checkpoint, ensemble, itemitem, rerank
 from recommender.model.features import FeatureSet
 from recommender.model.params import TrainParams
 from recommender.model.ranking import ScoreFn, split_per_user
@@ -109,16 +110,26 @@ class _Run:
 
 
 def _early_stopped(fs: FeatureSet, params: TrainParams, split: Validation, num_threads: int,
-                   say: Say, label: str, model: LightFM | None = None) -> _Run:
+                   say: Say, label: str, model: LightFM | None = None,
+                   resume: checkpoint.RunState | None = None,
+                   pause: Callable[[_Run, LightFM], None] | None = None) -> _Run:
     """Fit epoch by epoch, keeping the best one on validation. From ``model`` if given (a warm
-    start, which uses the incremental epoch limits), else from a new model."""
+    start, which uses the incremental epoch limits), else from a new model, or from where
+    ``resume`` stood; ``pause`` is called at every epoch boundary (it may raise to stop)."""
     max_epochs, patience = params.max_epochs, params.patience
     if model is None:
         model = _new_model(params, fs)
     else:
         max_epochs, patience = params.incremental_max_epochs, params.incremental_patience
     run = _Run(fs, 0, -1.0, model, [])
-    for epoch in range(1, max_epochs + 1):
+    if resume is not None:
+        run = _Run(fs, resume.epoch, resume.score, resume.best, resume.curve)
+        if resume.current is None:  # it had ended
+            return run
+        model = resume.current
+    for epoch in range(len(run.curve) + 1, max_epochs + 1):
+        if pause is not None:
+            pause(run, model)
         model.fit_partial(split.ones, user_features=fs.user_features,
                           item_features=fs.item_features, sample_weight=split.weights,
                           epochs=1, num_threads=num_threads)
@@ -133,6 +144,31 @@ def _early_stopped(fs: FeatureSet, params: TrainParams, split: Validation, num_t
     say(f"{label}: best epoch {run.epoch} of {len(run.curve)}, validation P@10 "
         f"{run.score:.4f}", False)
     return run
+
+
+def _validation_runs(candidates: list[FeatureSet], params: TrainParams, split: Validation,
+                     num_threads: int, say: Say, saver: checkpoint.Checkpoint | None) -> list[_Run]:
+    """One early-stopped run per candidate, resumed from and checkpointed to ``saver``."""
+    resumed = saver.load(lambda: _new_model(params, candidates[0]),
+                         _feature_counts(candidates[0])) if saver else []
+    runs: list[_Run] = []
+
+    def state(run: _Run, current: LightFM | None = None) -> checkpoint.RunState:
+        return checkpoint.RunState(run.fs.identity_weight, run.epoch, run.score, run.curve,
+                                   run.model, current)
+
+    def pause(run: _Run, model: LightFM) -> None:
+        assert saver is not None
+        saver.pause([state(done) for done in runs] + [state(run, model)])
+
+    for n, c in enumerate(candidates):
+        runs.append(_early_stopped(c, params, split, num_threads, say,
+                                   _validation_label(c, n + 1, len(candidates)),
+                                   resume=resumed[n] if n < len(resumed) else None,
+                                   pause=pause if saver else None))
+    if saver:
+        saver.discard()  # the phase is over: what follows it is not resumed
+    return runs
 
 
 def _refit(model: LightFM, fs: FeatureSet, epochs: int, num_threads: int, say: Say) -> None:
@@ -183,24 +219,31 @@ def _finish(split: Validation, runs: list[_Run], best: _Run, num_threads: int,
                      item_item=item_item, layers=layers)
 
 
-def fit(fs: FeatureSet, params: TrainParams, num_threads: int, say: Say = quiet) -> FitResult:
+def fit(fs: FeatureSet, params: TrainParams, num_threads: int, say: Say = quiet,
+        saver: checkpoint.Checkpoint | None = None) -> FitResult:
     """Early-stopped fits on a per-user split (one per identity share), then a refit on all
     interactions. ``fs`` is left as it is: the result's ``features`` hold the chosen share,
-    so what the caller publishes from them is what was trained."""
+    so what the caller publishes from them is what was trained. With ``saver`` the validation
+    fits resume from its checkpoint and stop (checkpointed) when its interrupt is set."""
     seconds: dict[str, float] = {}
     split = Validation.of(fs, *split_per_user(fs.interactions.tocsr(),
                                               params.validation_fraction, params.seed), params)
     shares = sorted(params.identity_weights) if fs.reweightable() else []
     candidates = [fs.with_identity_weight(w) for w in shares] or [fs]
     with timed(seconds, "validation_fit"):
-        runs = [_early_stopped(c, params, split, num_threads, say,
-                               _validation_label(c, n, len(candidates)))
-                for n, c in enumerate(candidates, 1)]
+        runs = _validation_runs(candidates, params, split, num_threads, say, saver)
         top = max(run.score for run in runs)
         best = next(run for run in runs if run.score >= (1.0 - params.identity_tolerance) * top)
     if len(runs) > 1:
         say(f"chosen: identity share {best.fs.identity_weight:g}", False)
     return _finish(split, runs, best, num_threads, seconds, say)
+
+
+def _feature_counts(fs: FeatureSet) -> list[int]:
+    """The rows of the users' and items' parameters (LightFM's identity when no features)."""
+    n_users, n_items = fs.interactions.shape
+    return [n_users if fs.user_features is None else fs.user_features.shape[1],
+            n_items if fs.item_features is None else fs.item_features.shape[1]]
 
 
 def _validation_label(fs: FeatureSet, number: int, count: int) -> str:

@@ -10,8 +10,6 @@ was last published. ``current`` is only written after the version is live in Red
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from published.savedmodel import SavedModel
 from recommender.publish import explore, listsfile
+from runtime.files import atomic_write
 
 KEEP_VERSIONS = 3
 
@@ -36,20 +35,6 @@ def explore_path(models_dir: Path, tenant: str, version: str) -> Path:
     return tenant_dir(models_dir, tenant) / f"{version}.explore.npz"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(models_dir: Path, tenant: str, version: str, model: SavedModel | None,
          meta: dict[str, Any], lists: listsfile.Lists | None = None,
          source: explore.Source | None = None) -> Path:
@@ -65,7 +50,7 @@ def save(models_dir: Path, tenant: str, version: str, model: SavedModel | None,
     written: list[Path] = []
 
     def put(path: Path, write: Any) -> None:
-        _atomic_write(path, write)
+        atomic_write(path, write)
         written.append(path)
 
     try:
@@ -86,7 +71,7 @@ def save(models_dir: Path, tenant: str, version: str, model: SavedModel | None,
 
 def mark_current(models_dir: Path, tenant: str, version: str) -> None:
     folder = tenant_dir(models_dir, tenant)
-    _atomic_write(folder / "current", lambda h: h.write(version.encode() + b"\n"))
+    atomic_write(folder / "current", lambda h: h.write(version.encode() + b"\n"))
     versions = sorted(p.stem for p in folder.glob("*.json"))
     for old in versions[:-KEEP_VERSIONS]:
         if old != version:

@@ -14,7 +14,6 @@ from recommender.model import rerank
 from recommender.outcome import Say, quiet
 from recommender.publish import topk
 from recommender.publish.listsfile import Lists
-from runtime.timing import timed
 
 
 def embeddings(model: SavedModel, threads: int = 1) -> topk.Embeddings:
@@ -68,12 +67,3 @@ def _counted(batches: Iterator[list], say: Say, kind: str, total: int,
             say(f"precompute {kind}: {done} of {total}", True)
         yield batch
 
-
-def clocked(batches: Iterator[list], spent: dict[str, float]) -> Iterator[list]:
-    """``batches`` as they come, the time spent making each added to ``spent["lists"]``."""
-    while True:
-        with timed(spent, "lists"):
-            batch = next(batches, None)
-        if batch is None:
-            return
-        yield batch

@@ -16,6 +16,7 @@ from consumer.retry import ATTEMPT_HEADER
 from consumer.sender import send
 from consumer.topology import Topology
 from published import keys
+from runtime.errors import FitInterrupted
 
 
 @pytest.fixture
@@ -284,3 +285,32 @@ def test_an_error_while_handling_dead_letters_the_message_instead_of_crashing(en
     (dead,) = drain(connection, topology.dead_queue)
     assert dead.headers[DEAD_REASON_HEADER].startswith("internal error: InvalidEvent")
     assert trainer.calls == [("5", None, False)]  # no train event of the bad fan-out was sent
+
+
+def test_past_the_grace_the_fit_is_interrupted_and_its_event_left_unacked(env):
+    url, prefix, settings, client, publish, connection, topology = env
+    # Given a training that only ends when asked to stop, as a fit stops at an epoch boundary
+    worker = make_worker(url, prefix, settings, client, None, stop_grace=0.1)
+    worker.checkpoint_wait = 5.0
+    interrupt = worker.context.service.interrupt
+    started = threading.Event()
+
+    def fit(*args, **kwargs):
+        started.set()
+        assert interrupt.wait(5), "never interrupted"
+        raise FitInterrupted("stopped after 3 validation epoch(s); checkpointed")
+
+    worker.context.service._train = fit
+    thread = threading.Thread(target=worker.serve, daemon=True)
+    thread.start()
+    wait_for(lambda: worker.ready)
+    publish(train_event("8"))
+    assert started.wait(5)
+    # When the worker is told to stop once, and the grace runs out
+    worker.request_stop()
+    thread.join(5)
+    # Then the fit was interrupted and the event neither acked, retried nor dead-lettered: the
+    # broker redelivers it to the worker that resumes the fit (test_worker_process.py, RabbitMQ)
+    assert not thread.is_alive() and interrupt.is_set()
+    assert set(worker.settler.counts) & {"acked", "retried", "dead"} == set()
+    assert client.get(keys.lock("8")) is None

@@ -16,11 +16,13 @@ from consumer import events
 from consumer.delivery import DEAD_REASON_HEADER
 from consumer.sender import send
 from consumer.topology import Topology
-from published import keys
+from published import keys, versions
+from recommender.offline.demo import write_demo_export
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).resolve().parent / "slow_worker.py"
+FIT_SCRIPT = Path(__file__).resolve().parent / "fit_worker.py"
 
 
 @pytest.fixture
@@ -28,13 +30,14 @@ def spawn(amqp_url, prefix, base_env, real_redis_url, tmp_path):
     """Start worker processes on the real RabbitMQ and Redis; all are killed at the end."""
     children: list[subprocess.Popen] = []
 
-    def start(seconds: float, name: str, grace: float = 0.3, **extra: str) -> subprocess.Popen:
+    def start(seconds: float, name: str, grace: float = 0.3, script: Path = SCRIPT,
+              **extra: str) -> subprocess.Popen:
         env = {**base_env, **extra, "ML_BROKER_URL": amqp_url, "ML_BROKER_PREFIX": prefix,
                "ML_REDIS_URL": real_redis_url, "SLOW_TRAIN_SECONDS": str(seconds),
                "ML_WORKER_STOP_GRACE": str(grace),
                "TEST_LOCK_TTL": "1.5", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        child = subprocess.Popen([sys.executable, str(SCRIPT)], env=env, stdout=log,
+        child = subprocess.Popen([sys.executable, str(script)], env=env, stdout=log,
                                  stderr=subprocess.STDOUT)
         children.append(child)
         return child
@@ -110,6 +113,49 @@ def test_sigterm_mid_training_within_the_grace_finishes_acks_and_exits(
     with Connection(amqp_url) as connection:
         assert queue_depth(connection, topology.events_queue) == 0
     assert real_redis.get(keys.lock("9")) is None
+
+
+def validation_epochs(log: Path) -> int:
+    """The validation epochs a worker's log (ML_LOG_LEVEL=DEBUG) says its fits ran."""
+    return sum(1 for line in log.read_text().splitlines()
+               if "on the validation split" in line and ": epoch " in line)
+
+
+def test_sigterm_past_the_grace_checkpoints_the_fit_and_the_next_worker_resumes_it(
+        spawn, amqp_url, prefix, real_redis, base_env, tmp_path):
+    # Given a worker with no stop grace training a real (small) export
+    exports = tmp_path / "export"
+    write_demo_export(exports, tenants=1, users=400, items=100, interactions=8000, seed=5)
+    topology = publish_train(amqp_url, prefix, "0")
+    real = {"script": FIT_SCRIPT, "ML_EXPORT_DIR": str(exports), "ML_LOG_LEVEL": "DEBUG",
+            "ML_NUM_THREADS": "1"}
+    stopping = spawn(0, "stopping", grace=0, **real)
+    wait_for(lambda: validation_epochs(tmp_path / "stopping.log") >= 2, timeout=60)
+    # When it is told to stop mid-fit
+    stopping.send_signal(signal.SIGTERM)
+    # Then the fit stops at an epoch boundary, writes its checkpoint, and the worker exits
+    # with the event handed back
+    assert stopping.wait(30) == 0
+    done = validation_epochs(tmp_path / "stopping.log")
+    checkpoint = Path(base_env["ML_MODELS_DIR"]) / "tenant_0" / "checkpoint.npz"
+    assert checkpoint.exists() and real_redis.get(keys.lock("0")) is None
+    with Connection(amqp_url) as connection:
+        assert queue_depth(connection, topology.events_queue) == 1
+    # And the next worker resumes from it: it runs only the epochs left, publishes, acks
+    successor = spawn(0, "successor", **real)
+    wait_for(lambda: "acked" in (tmp_path / "successor.log").read_text(), timeout=90)
+    successor.send_signal(signal.SIGTERM)
+    assert successor.wait(30) == 0
+    with Connection(amqp_url) as connection:
+        assert queue_depth(connection, topology.events_queue) == 0
+    meta = versions.current_meta(real_redis, "0")
+    log = (tmp_path / "successor.log").read_text()
+    assert f"{done} epoch(s) already done" in log
+    resumed = validation_epochs(tmp_path / "successor.log")
+    # Nothing lost: the epochs of both workers are the published fit's validation epochs
+    assert done + resumed == int(meta["epochs_trained"]) - int(meta["epochs"])
+    assert resumed < done + resumed and not checkpoint.exists()
+    print(f"epochs saved by the checkpoint: {done} of {done + resumed}")
 
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
