@@ -119,3 +119,20 @@ def test_a_fit_stopped_before_its_first_epoch_leaves_no_checkpoint(fs, tmp_path)
     with pytest.raises(FitInterrupted, match="nothing to keep"):
         train.fit(fs, PARAMS, 1, Epochs(), saver)
     assert not saver.path.exists()
+
+
+def test_a_models_dir_that_refuses_writes_loses_the_checkpoint_but_not_the_hand_back(
+        fs, tmp_path, monkeypatch):
+    # Given an ML_MODELS_DIR that refuses every write and removal (full or read-only)
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("recommender.model.checkpoint.atomic_write", refuse)
+    monkeypatch.setattr("pathlib.Path.unlink", refuse)
+    saver = _checkpoint(tmp_path)
+    # When the fit is stopped, and when a finished fit discards its checkpoint
+    with pytest.raises(FitInterrupted):
+        train.fit(fs, PARAMS, 1, Epochs(saver, stop_after=1), saver)
+    saver.discard()
+    # Then the stop is still a hand-back (FitInterrupted), not an OSError, and nothing is left
+    assert not saver.path.exists()

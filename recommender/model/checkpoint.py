@@ -96,7 +96,12 @@ class Checkpoint:
                 arrays.update(_model_arrays(f"{n}.current", run.current))
         meta = {**self.identity(), "epochs_done": done, "runs": described}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        atomic_write(self.path, lambda handle: np.savez(handle, **arrays))
+        try:
+            atomic_write(self.path, lambda handle: np.savez(handle, **arrays))
+        except OSError as exc:  # a checkpoint saves time; failing to write one loses only that
+            log.warning("could not write the checkpoint %s (%s): the next worker starts the "
+                        "fit afresh", self.path, exc)
+            return
         log.info("checkpoint written: %d validation epoch(s) in %s", done, self.path)
 
     def load(self, new_model: Callable[[], Any], features: list[int]) -> list[RunState]:
@@ -124,7 +129,10 @@ class Checkpoint:
         return runs
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:  # a full or read-only ML_MODELS_DIR fails the run at save, not here
+            log.warning("could not remove the checkpoint %s: %s", self.path, exc)
 
     def _drop(self, why: str) -> None:
         log.warning("ignoring the checkpoint %s (%s): removed, the fit starts afresh",
