@@ -39,6 +39,11 @@ DEAD_LETTERED = [
     KeyError("bug"),
 ]
 
+# Neither retried nor dead-lettered: the stopping worker leaves its message unacked, and the
+# worker that is given it again resumes from the checkpoint (tests/test_checkpoint.py, and
+# tests/consumer/test_worker_memory.py for the hand-back).
+HANDED_BACK = [errors.FitInterrupted("tenant 7: the fit stopped at epoch 3, checkpointed")]
+
 
 def _name(error: BaseException) -> str:
     return type(error).__name__
@@ -49,7 +54,7 @@ def test_infrastructure_errors_are_retryable(error):
     assert jobs.is_retryable(error)
 
 
-@pytest.mark.parametrize("error", DEAD_LETTERED, ids=_name)
+@pytest.mark.parametrize("error", DEAD_LETTERED + HANDED_BACK, ids=_name)
 def test_data_set_up_and_programming_errors_are_not_retryable(error):
     assert not jobs.is_retryable(error)
 
@@ -57,7 +62,7 @@ def test_data_set_up_and_programming_errors_are_not_retryable(error):
 def test_every_error_class_of_the_service_is_classified_by_these_tests():
     classes = {c for c in vars(errors).values()
                if isinstance(c, type) and issubclass(c, errors.ServiceError)}
-    assert classes <= {type(e) for e in RETRIED + DEAD_LETTERED}
+    assert classes <= {type(e) for e in RETRIED + DEAD_LETTERED + HANDED_BACK}
 
 
 @pytest.fixture
