@@ -4,34 +4,34 @@ text is one line naming the variable, the value given and what is accepted."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from runtime.errors import ConfigError
 
+_Number = TypeVar("_Number", int, float)
+
 
 def whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number from {low} to {high}")
-    return value
+    return _bounded(env, name, default, int, low, high, f"a whole number from {low} to {high}")
 
 
 def number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    return _bounded(env, name, default, float, low, high, f"a number from {low:g} to {high:g}")
+
+
+def _bounded(env: Mapping[str, str], name: str, default: _Number, parse: Callable[[str], _Number],
+             low: _Number, high: _Number, expected: str) -> _Number:
     raw = env.get(name, "").strip()
     if raw == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
         value = None
+    # NaN fails the comparison too, so it is refused like any value out of range.
     if value is None or not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r}: expected a number from {low:g} to {high:g}")
+        raise ConfigError(f"{name}={raw!r}: expected {expected}")
     return value
 
 
