@@ -13,7 +13,9 @@ Three kinds of values per version, written by recommender.publish.explore:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import redis
@@ -52,6 +54,24 @@ def unpack_history(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, HISTORY, count=len(blob) // HISTORY.itemsize)
 
 
+R = TypeVar("R")
+
+
+def _encoded(record: object) -> bytes:
+    return json.dumps(asdict(record), separators=(",", ":")).encode()
+
+
+def _decoded(blob: bytes | None, build: Callable[[Any], R]) -> R | None:
+    """``build`` applied to the JSON in ``blob``; None when it is absent or not what it should be
+    (Redis may hold anything: a damaged record reads as a missing one)."""
+    if blob is None:
+        return None
+    try:
+        return build(json.loads(blob))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclass
 class ItemInfo:
     labels: list[str]  # the export's topic_*/tag_* columns flagged for the item
@@ -61,18 +81,13 @@ class ItemInfo:
     near_top_users: list[int] = field(default_factory=list)  # the first NEAR_TOP_USERS of them
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return _encoded(self)
 
     @classmethod
     def from_bytes(cls, blob: bytes | None) -> ItemInfo | None:
-        if blob is None:
-            return None
-        try:
-            raw = json.loads(blob)
-            return cls([str(x) for x in raw["labels"]], str(raw["text"]), int(raw["learners"]),
-                       int(raw["near_top"]), [int(x) for x in raw["near_top_users"]])
-        except (ValueError, KeyError, TypeError):
-            return None
+        return _decoded(blob, lambda raw: cls(
+            [str(x) for x in raw["labels"]], str(raw["text"]), int(raw["learners"]),
+            int(raw["near_top"]), [int(x) for x in raw["near_top_users"]]))
 
 
 @dataclass
@@ -94,19 +109,14 @@ class Figures:
         return sum(self.covered) / max(sum(self.catalogue), 1)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return _encoded(self)
 
     @classmethod
     def from_bytes(cls, blob: bytes | None) -> Figures | None:
-        if blob is None:
-            return None
-        try:
-            raw = json.loads(blob)
-            return cls([QualityPoint(**point) for point in raw["quality"]],
-                       [int(n) for n in raw["catalogue"]], [int(n) for n in raw["covered"]],
-                       [(int(t), int(i), int(n)) for t, i, n in raw["most_recommended"]])
-        except (ValueError, KeyError, TypeError):
-            return None
+        return _decoded(blob, lambda raw: cls(
+            [QualityPoint(**point) for point in raw["quality"]],
+            [int(n) for n in raw["catalogue"]], [int(n) for n in raw["covered"]],
+            [(int(t), int(i), int(n)) for t, i, n in raw["most_recommended"]]))
 
 
 def read_history(client: redis.Redis, tenant: str, version: str, user_id: int) -> np.ndarray | None:
