@@ -28,7 +28,7 @@ def _reranked_model() -> SavedModel:
     """A saved model with every layer: LightFM's vectors, the item-item blend, a re-ranker."""
     model = saved_model(n_users=40, n_items=45)
     positives = precompute.embeddings(model).positives
-    model.blend = Blend(itemitem.ease_weights(itemitem.gram(positives), 4.0), 1.0)
+    model.blend = Blend.from_dense(itemitem.ease_weights(itemitem.gram(positives), 4.0), 1.0)
     rng = np.random.default_rng(14)
     x = rng.normal(size=(500, len(rerank.FEATURES))).astype(np.float32)
     x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 500)

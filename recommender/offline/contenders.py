@@ -70,7 +70,7 @@ def fit_production(data: TenantExport, mode: str, threads: int,
                   {"epochs": fitted.epochs, "identity_weight": fitted.identity_weight,
                    "validation_precision_at_10": fitted.validation.get("precision"),
                    "curves": fitted.candidates, "blend_weight": blend.weight,
-                   "item_item_lambda": blend.lam,
+                   "item_item_lambda": blend.lam, "item_item_neighbours": blend.k,
                    "blend_validation": {k: round(p, 4) for k, p in blend.precision.items()},
                    "reranked": fitted.ranker is not None,
                    "rerank_validation": {k: round(p, 4)
