@@ -77,8 +77,11 @@ def test_settings_share_one_gathering_and_batches_and_threads_change_nothing(mon
     near = neighbours.nearest(neighbours.gram(history), 20)
     wanted = [(5, 10.0), (20, 10.0), (20, 100.0)]
     whole = neighbours.fit(near, wanted, threads=1)
-    # Given batches of one item each, solved on two threads
-    monkeypatch.setattr(neighbours, "GATHER_ENTRIES", 1)
+    # Given batches of one item each, solved on two threads, the Gram entries found by binary
+    # search in the sparse matrix rather than read from a dense copy
+    monkeypatch.setattr(neighbours, "BLOCK_FLOATS", 1)
+    monkeypatch.setattr(neighbours, "DENSE_LOOKUP", 0)
+    near = neighbours.nearest(neighbours.gram(history), 20)
     split = neighbours.fit(near, wanted, threads=2)
     for setting in wanted:
         assert (whole[setting].weights != split[setting].weights).nnz == 0

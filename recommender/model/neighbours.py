@@ -24,8 +24,8 @@ from threadpoolctl import threadpool_limits
 from recommender.model.itemitem import ItemItem, binary
 
 HEAVY_USER = 1000
-GATHER_ENTRIES = 20_000_000  # Gram entries gathered per batch of items: about 240 MB
-BLOCK_FLOATS = 8_000_000  # float64 k x k blocks per batch: 64 MB
+DENSE_LOOKUP = 10_000  # items up to which the Gram matrix is also kept dense: 400 MB at most
+BLOCK_FLOATS = 4_000_000  # k x k block entries per batch of items: 32 MB of float64
 
 
 def capped(history: sp.spmatrix, limit: int = HEAVY_USER, seed: int = 0) -> sp.csr_matrix:
@@ -69,9 +69,28 @@ class Neighbours:
     index: np.ndarray  # int32 items x k_max: the neighbours, -1 past the last one
     cosine: np.ndarray  # float32 items x k_max: their cosine, 0 past the last one
 
+    def __post_init__(self) -> None:
+        n = self.gram.shape[0]
+        # A dense copy makes each lookup one memory read; past DENSE_LOOKUP items the entries
+        # are found by binary search among the sorted (row, column) keys of the sparse matrix.
+        self._dense = self.gram.toarray() if n <= DENSE_LOOKUP else None
+        if self._dense is None:
+            rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.gram.indptr))
+            self._keys = rows * n + self.gram.indices
+
     @property
     def k_max(self) -> int:
         return self.index.shape[1]
+
+    def lookup(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Gram entries at broadcast ``rows`` and ``cols`` (0 where not stored), float64."""
+        if self._dense is not None:
+            return self._dense[rows, cols].astype(np.float64)
+        rows, cols = np.broadcast_arrays(rows, cols)
+        query = rows * self.gram.shape[0] + cols
+        at = np.minimum(np.searchsorted(self._keys, query), len(self._keys) - 1)
+        found = self._keys[at] == query
+        return np.where(found, self.gram.data[at], 0.0).astype(np.float64)
 
 
 def nearest(co: sp.csr_matrix, k_max: int, chunk: int = 4_000_000) -> Neighbours:
@@ -136,43 +155,20 @@ def fit(neigh: Neighbours, settings: list[Setting], threads: int = 1) -> dict[Se
 
 
 def _batches(neigh: Neighbours, k: int) -> list[np.ndarray]:
-    """Consecutive items in batches bounded by the Gram entries they gather and their blocks."""
-    degree = np.diff(neigh.gram.indptr)
-    index = neigh.index[:, :k]
-    cost = np.where(index >= 0, degree[np.maximum(index, 0)], 0).sum(axis=1)
-    most = max(1, BLOCK_FLOATS // (k * k))
-    batches, start, n = [], 0, len(index)
-    while start < n:
-        reach = np.searchsorted(np.cumsum(cost[start:]), GATHER_ENTRIES, "right")
-        stop = min(n, start + max(1, min(int(reach), most)))
-        batches.append(np.arange(start, stop))
-        start = stop
-    return batches
+    """Consecutive items in batches whose k x k blocks hold ``BLOCK_FLOATS`` entries."""
+    n, most = neigh.gram.shape[0], max(1, BLOCK_FLOATS // (k * k))
+    return [np.arange(start, min(start + most, n)) for start in range(0, n, most)]
 
 
 def _gather(neigh: Neighbours, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per item: its neighbours' Gram block (k x k) and their counts with the item (k), float64;
     a missing neighbour gets 1 on the diagonal and 0 elsewhere, so its weight solves to 0."""
-    n, m = neigh.gram.shape[0], len(items)
     index = neigh.index[items, :k].astype(np.int64)
     valid = index >= 0
-    owner, place = np.nonzero(valid)
-    rows = neigh.gram[index[valid]]
-    counts = np.diff(rows.indptr)
-    owner, place = np.repeat(owner, counts), np.repeat(place, counts)
-    cols, values = rows.indices.astype(np.int64), rows.data.astype(np.float64)
-    # Where each gathered column sits among the owner's neighbours: one sorted key per pair.
-    padded = np.where(valid, index, n)
-    sorter = np.argsort(padded, axis=1, kind="stable")
-    keys = (np.arange(m)[:, None] * (n + 1) + np.take_along_axis(padded, sorter, 1)).ravel()
-    query = owner * (n + 1) + cols
-    at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-    hit = keys[at] == query
-    blocks = np.zeros((m, k, k))
-    blocks[owner[hit], place[hit], sorter.ravel()[at[hit]]] = values[hit]
-    targets = np.zeros((m, k))
-    own = cols == items[owner]
-    targets[owner[own], place[own]] = values[own]
+    safe = np.where(valid, index, 0)
+    pairs = valid[:, :, None] & valid[:, None, :]
+    blocks = np.where(pairs, neigh.lookup(safe[:, :, None], safe[:, None, :]), 0.0)
+    targets = np.where(valid, neigh.lookup(safe, items[:, None]), 0.0)
     gap_owner, gap_place = np.nonzero(~valid)
     blocks[gap_owner, gap_place, gap_place] = 1.0
     return blocks, targets
