@@ -32,7 +32,7 @@ Measure = Callable[[ScoreFn], float]
 KS = (25, 50, 100, 200)
 LAMBDAS = (25.0, 100.0, 400.0, 1600.0)
 WEIGHTS = (0.5, 2.0)  # tried at every setting
-FINER_WEIGHTS = (0.25, 1.0, 4.0)  # tried at the best one
+FINER_WEIGHTS = (0.1, 0.25, 1.0, 4.0)  # tried at the best one
 DENSE_ITEMS = 3000
 WIDE_ITEMS = 20_000  # above it k stops at 100: the solves grow with k^3 per item
 ALL = 0  # the k of the dense closed form: every other item
@@ -108,7 +108,8 @@ class _Search:
         self.lightfm, self.quick, self.threads, self.say = lightfm, quick, threads, say
         self.precision: dict[str, float] = {"-/0": quick(lightfm)}
         self.fitted: set[tuple[int, float]] = set()
-        self.best: tuple[float, int, float, float] = (self.precision["-/0"], ALL, 0.0, 0.0)
+        # The best blend, whether or not it beats LightFM alone: finer weights are tried at it.
+        self.best: tuple[float, int, float, float] = (-np.inf, ALL, 0.0, 0.0)
         self.best_part: ItemItem | None = None
 
     def scorer(self, part: ItemItem, weight: float) -> ScoreFn:
@@ -153,17 +154,17 @@ def choose(train_part: sp.csr_matrix, lightfm: ScoreFn, measure: Measure, quick:
     first_k = sparse[(len(sparse) - 1) // 2]
     search.run([(first_k, lam) for lam in lams], space.weights)
     _, _, lam, _ = search.best
-    lam = lam or lams[len(lams) // 2]
     search.run([(k, lam) for k in ks], space.weights)
-    if search.best_part is None:
-        return _alone(search, "not used, LightFM alone validates best")
     _, k, lam, _ = search.best
     search.run([(k, lam / 2), (k, lam * 2)], space.weights)
-    _, k, lam, weight = search.best
+    top, k, lam, _ = search.best
     part = search.best_part
+    assert part is not None
     for finer in sorted(space.finer_weights):
         search.measure(k, lam, finer, part)
-    _, k, lam, weight = search.best
+    top, k, lam, weight = search.best
+    if top <= search.precision["-/0"]:
+        return _alone(search, "not used, LightFM alone validates best")
     validated, alone = measure(search.scorer(part, weight)), measure(lightfm)
     log.debug("item-item blend, validation P@10 per k/lambda/weight: %s", search.precision)
     if validated <= alone:
