@@ -159,4 +159,10 @@ def fit_baselines(matrix: sp.csr_matrix, seed: int, lam: float | None = None) ->
         ease = baselines.ease(matrix, lam)
         models.append(Fitted("EASE^R", "baseline", ease, time.perf_counter() - started,
                              info={"lambda": lam, "validation": grid}))
+    started = time.perf_counter()
+    (k, near_lam), near_grid = baselines.tune_sparse_ease(matrix, seed)
+    models.append(Fitted("EASE^R on neighbours", "baseline",
+                         baselines.sparse_ease(matrix, k, near_lam),
+                         time.perf_counter() - started,
+                         info={"neighbours": k, "lambda": near_lam, "validation": near_grid}))
     return models
