@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from published.savedmodel import ItemVectors, SavedModel
-from recommender.model import features, rerank, saving, train
+from recommender.model import features, rerank, rerankfeatures, saving, train
 from recommender.publish import listsfile, modelfile
 from tests.factories import make_export, saved_model
 
@@ -75,8 +75,8 @@ def fitted_parts():
     fs = features.build(data, "hybrid")
     fitted = train.fit_fixed(fs, PARAMS, epochs=2, num_threads=1)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, len(rerank.FEATURES))).astype(np.float32)
-    x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 300)
+    x = rng.normal(size=(300, len(rerankfeatures.FEATURES))).astype(np.float32)
+    x[:, rerankfeatures.TYPE_FEATURE] = rng.integers(0, 5, 300)
     ranker = rerank.train_ranker(x, x[:, 3] > 0, threads=1, seed=0)
     item_item = rng.normal(size=(len(data.items), len(data.items)))
     return data, fitted.model, fs, item_item, 0.3, ranker

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.model import itemitem, rerank
+from recommender.model import itemitem, rerank, rerankfeatures
 from recommender.outcome import Say, quiet
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
@@ -43,7 +43,7 @@ class Ensemble:
     # The validation side, for scoring another LightFM model as this ensemble would.
     train_part: sp.csr_matrix | None = None
     repeats: sp.csr_matrix | None = None
-    signals: rerank.Signals | None = None
+    signals: rerankfeatures.Signals | None = None
 
     def validation_scorer(self, lightfm: ScoreFn) -> ScoreFn:
         """``lightfm`` (scores on the training part) with the chosen layers on top; the
@@ -77,6 +77,26 @@ def blended(lightfm: ScoreFn, history: sp.spmatrix | None, weights: np.ndarray |
     return lambda rows: itemitem.blend(lightfm(rows), binary[rows], weights, weight)
 
 
+def every_pair(matrix: np.ndarray) -> sp.csr_matrix:
+    """A dense matrix as a float32 CSR that stores every entry, zeros included."""
+    n_rows, n_cols = matrix.shape
+    return sp.csr_matrix((np.asarray(matrix, np.float32).ravel(),
+                          np.tile(np.arange(n_cols, dtype=np.int64), n_rows),
+                          np.arange(0, n_rows * n_cols + 1, n_cols)), shape=matrix.shape)
+
+
+def _signals(history: sp.csr_matrix, repeats: sp.csr_matrix, item_item: np.ndarray,
+             weight: float, types: np.ndarray) -> rerankfeatures.Signals:
+    """The re-ranker's signals while the item-item part is dense: every pair stored, with the
+    co-occurrence cosine of each."""
+    co = itemitem.gram(history)
+    norm = np.sqrt(np.diag(co))
+    norm[norm == 0] = 1.0
+    cosine = co / norm[:, None] / norm[None, :]
+    return rerankfeatures.signals(history, repeats, every_pair(item_item), every_pair(cosine),
+                                  weight, types)
+
+
 def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | None,
            item_item: np.ndarray | None, weight: float, ranker: rerank.Ranker | None,
            types: np.ndarray) -> ScoreFn:
@@ -86,7 +106,7 @@ def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | No
         return blended(lightfm, history, item_item, weight)
     if repeats is None:
         raise ValueError("a re-ranked model needs its rating-1 pairs")
-    sig = rerank.signals(history, repeats, item_item, weight, types)
+    sig = _signals(history, repeats, item_item, weight, types)
     return lambda rows: ranker.scores(lightfm(rows), history[rows], repeats[rows], sig)
 
 
@@ -108,7 +128,7 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
     repeats = itemitem.binary(repeats)
     say("re-ranker: three LightGBM fits on the validation split (a half of the users each, "
         "cross-fitted, then all)", False)
-    sig = rerank.signals(train_part, repeats, blend.validation_weights, blend.weight, types)
+    sig = _signals(train_part, repeats, blend.validation_weights, blend.weight, types)
     chosen = rerank.choose(lightfm, train_part, repeats, held_out, sig,
                            blend.precision[f"{blend.lam:g}/{blend.weight:g}"], measure, threads,
                            search.seed, search.rerank_users, say)
