@@ -145,7 +145,6 @@ def test_the_cross_fitted_scores_of_kept_users_are_those_built_again():
     known = rerank._Known(10**9)
     for rows in (np.arange(0, 40, 3), np.arange(50, 90, 2)):
         known.add(rows, rf.batch(noise[rows].copy(), train_part[rows], repeats[rows], sig))
-    known.freeze()
     halves = [rerank.train_ranker(*_random_labelled(seed), threads=1, seed=0) for seed in (1, 2)]
     rows = np.arange(100)  # kept and not, mixed
     scores = {}

@@ -119,13 +119,16 @@ def train_ranker(features: np.ndarray, labels: np.ndarray, threads: int, seed: i
 
 class _Known:
     """The candidates and features ``choose`` built for its users (at most ``budget`` bytes:
-    users beyond it are not kept), to measure the cross-fitted pair on those users without
-    building them again. Valid only for the LightFM scores they were built from."""
+    users beyond it are not kept, and nothing is copied to merge the batches), to measure the
+    cross-fitted pair on those users without building them again. Valid only for the LightFM
+    scores they were built from."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.parts: list[tuple[np.ndarray, ...]] = []  # per batch: rows, then Batch fields
         self.blocks: list[tuple[int, int]] = []
+        self.users = np.zeros(0, np.int64)  # every kept row, in the order added
+        self.starts = np.zeros(0, np.int64)  # where each batch's rows start in ``users``
 
     def add(self, rows: np.ndarray, b: Batch) -> None:
         kept = (rows, b.columns, b.valid, b.rank, b.new,
@@ -135,25 +138,27 @@ class _Known:
             self.budget -= size
             self.parts.append(kept)
             self.blocks = b.blocks
-
-    def freeze(self) -> None:
-        """One array per field, users in increasing order (as ``choose`` adds them)."""
-        if len(self.parts) > 1:
-            self.parts = [tuple(np.concatenate(f) for f in zip(*self.parts, strict=True))]
+            self.starts = np.append(self.starts, len(self.users))
+            self.users = np.concatenate((self.users, rows))
 
     def find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: whether it is kept, and where."""
+        """Per row: whether it is kept, and where (``choose`` adds rows in increasing order)."""
         if not self.parts:
             return np.zeros(len(rows), bool), np.zeros(len(rows), np.int64)
-        users = self.parts[0][0]
-        at = np.minimum(np.searchsorted(users, rows), len(users) - 1)
-        return users[at] == rows, at
+        at = np.minimum(np.searchsorted(self.users, rows), len(self.users) - 1)
+        return self.users[at] == rows, at
 
     def batch(self, lightfm: np.ndarray, history: sp.csr_matrix, at: np.ndarray,
               sig: Signals) -> Batch:
         """The batch ``rf.batch`` would give for the kept users at ``at``: their blend is
         computed again (it is users x items), the rest is the kept one."""
-        _, columns, valid, rank, new, features = (f[at] for f in self.parts[0])
+        part = np.searchsorted(self.starts, at, "right") - 1
+        fields = [np.empty((len(at), *f.shape[1:]), f.dtype) for f in self.parts[0][1:]]
+        for p in np.unique(part):
+            mine = part == p
+            for out, kept in zip(fields, self.parts[p][1:], strict=True):
+                out[mine] = kept[at[mine] - self.starts[p]]
+        columns, valid, rank, new, features = fields
         history = itemitem.binary(history)
         blend = rf.blend_parts(lightfm, history, sig)[0]
         return Batch(columns, valid, rank, self.blocks, new, np.diff(history.indptr) > 0,
@@ -166,8 +171,12 @@ def cross_fitted(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matri
     ``known``: candidates and features already built from these ``lightfm`` scores."""
     def predicted(b: Batch, rows: np.ndarray) -> np.ndarray:
         side = np.repeat(rows % 2, b.columns.shape[1])
-        return ranked(b, np.where(side == 0, halves[1].predict(b.features),
-                                  halves[0].predict(b.features)))
+        values = np.empty(len(side))
+        for half in (0, 1):  # each candidate predicted by one half only: half the trees' work
+            mine = side == half
+            if mine.any():
+                values[mine] = halves[1 - half].predict(b.features[mine])
+        return ranked(b, values)
 
     kept = _Known(0) if known is None else known
 
@@ -227,7 +236,6 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
     for half in (0, 1):
         say(f"re-ranker: LightGBM fit {half + 1} of 3", True)
         halves.append(train_ranker(x[side == half], y[side == half], threads, seed))
-    known.freeze()
     reranked = cross_fitted(lightfm, train_part, repeats, sig, halves, known)
     precision = {"blend": blend_precision, "reranked": measure(reranked)}
     del reranked, known  # before the last fit: it needs only x and y
