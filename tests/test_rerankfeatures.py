@@ -106,6 +106,15 @@ def test_the_sparse_largest_and_close_count_over_history_equal_the_dense_ones(ca
     alone, none = rf._over_history(history, matrix, columns)
     assert none is None
     np.testing.assert_array_equal(alone, want_largest)
+    # A second matrix on the same pairs, read in the same pass
+    other = matrix.copy()
+    other.data = -2 * matrix.data + 0.5
+    (largest, above), (second, none) = rf._over_pairs(history, matrix, [matrix.data, other.data],
+                                                      columns, [close, None])
+    np.testing.assert_array_equal(largest, want_largest)
+    np.testing.assert_array_equal(above, want_above)
+    np.testing.assert_array_equal(second, dense_over_history(history, other.toarray(), columns,
+                                                             close)[0])
 
 
 def test_an_unstored_pair_counts_as_zero_in_the_largest_over_history():
@@ -118,14 +127,25 @@ def test_an_unstored_pair_counts_as_zero_in_the_largest_over_history():
     assert above.tolist() == [[2, 1], [1, 1], [0, 0]]
 
 
-@pytest.mark.parametrize("k", [None, 4])
-def test_features_of_a_batch_match_their_definitions_on_the_dense_matrices(k):
+def test_an_unstored_pair_is_compared_with_the_threshold_in_the_matrix_type():
+    # -1e-60 is -0.0 in float32: a stored 0 is not above it, so an unstored one is not either
+    history = sp.csr_matrix(np.ones((1, 2), np.float32))
+    matrix = sp.csr_matrix(([0.0], ([0], [1])), shape=(2, 2), dtype=np.float32)
+    _, above = rf._over_history(history, matrix, np.array([[1]]), -1e-60)
+    _, want = dense_over_history(history, matrix.toarray(), np.array([[1]]), -1e-60)
+    assert above.tolist() == want.tolist() == [[0.0]]
+
+
+@pytest.mark.parametrize("pairs", ["every", "neighbours", "cosine on fewer pairs"])
+def test_features_of_a_batch_match_their_definitions_on_the_dense_matrices(pairs):
     history = _history(6, 20, 0.3, seed=4)
     repeats = sp.csr_matrix(history.multiply(_history(6, 20, 0.5, seed=5)))
     repeats.eliminate_zeros()
     types = np.arange(20) % 3
-    sig = (every_pair_signals(history, types, repeats=repeats) if k is None
-           else neighbour_signals(history, types, k, repeats=repeats))
+    sig = (every_pair_signals(history, types, repeats=repeats) if pairs != "neighbours"
+           else neighbour_signals(history, types, 4, repeats=repeats))
+    if pairs == "cosine on fewer pairs":
+        sig.cosine = neighbour_signals(history, types, 4, repeats=repeats).cosine
     cosine, weights = sig.cosine.toarray(), sig.item_item.toarray()
     lightfm = np.random.default_rng(6).normal(size=(6, 20)).astype(np.float32)
     b = rf.batch(lightfm.copy(), history, repeats, sig, n=4)

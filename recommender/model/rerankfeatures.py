@@ -103,32 +103,59 @@ def _candidates(blend: np.ndarray, types: np.ndarray,
     return picked, np.concatenate(ranks, axis=1), valid, blocks
 
 
-def _stored_over_history(history: sp.csr_matrix, matrix: sp.csr_matrix, columns: np.ndarray,
-                         close: float) -> tuple[np.ndarray, ...]:
-    """Per (user, candidate), over the entries ``matrix`` stores in the rows of the user's
-    history items: (their maximum, how many, how many above ``close``), all 0 where none is."""
-    n_users, n_items = columns.shape[0], matrix.shape[1]
+def _stored_over_history(history: sp.csr_matrix, pattern: sp.csr_matrix,
+                         data: list[np.ndarray], columns: np.ndarray,
+                         closes: list[float]) -> tuple[np.ndarray, list[tuple[np.ndarray, ...]]]:
+    """Per (user, candidate), over the pairs ``pattern`` stores in the rows of the user's
+    history items: how many, and per array of ``data`` (values on those pairs, in the order of
+    ``pattern.data``) their maximum and how many exceed its ``closes``; 0 where none is."""
+    n_users, n_items = columns.shape[0], pattern.shape[1]
     # The history items' rows one after another: the cost is the nnz of those rows.
-    stacked = matrix[history.indices]
-    owner = np.repeat(np.repeat(np.arange(n_users), np.diff(history.indptr)),
-                      np.diff(stacked.indptr))
+    first = pattern.indptr[history.indices]
+    lengths = pattern.indptr[history.indices + 1] - first
+    positions = (np.arange(lengths.sum(), dtype=np.int64)
+                 + np.repeat(first - (np.cumsum(lengths) - lengths), lengths))
+    owner = np.repeat(np.repeat(np.arange(n_users), np.diff(history.indptr)), lengths)
     wanted = np.zeros((n_users, n_items), bool)  # users x items, like the batch's scores
     wanted[np.arange(n_users)[:, None], columns] = True
-    keep = wanted[owner, stacked.indices]
-    keys = owner[keep].astype(np.int64) * n_items + stacked.indices[keep]
+    keep = wanted[owner, pattern.indices[positions]]
+    positions = positions[keep]
+    keys = owner[keep].astype(np.int64) * n_items + pattern.indices[positions]
     order = np.argsort(keys, kind="stable")
-    keys, values = keys[order], stacked.data[keep][order]
-    target = np.arange(n_users, dtype=np.int64)[:, None] * n_items + columns
-    shape = columns.shape
+    keys, positions = keys[order], positions[order]
     if len(keys) == 0:
-        return np.zeros(shape), np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+        zero = np.zeros(columns.shape)
+        return zero, [(zero, zero) for _ in data]
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     unique = keys[starts]
+    target = np.arange(n_users, dtype=np.int64)[:, None] * n_items + columns
     at = np.minimum(np.searchsorted(unique, target), len(unique) - 1)
     found = unique[at] == target
-    reduced = (np.maximum.reduceat(values, starts), np.diff(np.append(starts, len(keys))),
-               np.add.reduceat((values > close).astype(np.int64), starts))
-    return tuple(np.where(found, part[at], 0) for part in reduced)
+
+    def read(per_key: np.ndarray) -> np.ndarray:
+        return np.where(found, per_key[at], 0)
+
+    stored = read(np.diff(np.append(starts, len(keys))))
+    return stored, [(read(np.maximum.reduceat(values[positions], starts)),
+                     read(np.add.reduceat(values[positions] > close, starts, dtype=np.int64)))
+                    for values, close in zip(data, closes, strict=True)]
+
+
+def _over_pairs(history: sp.csr_matrix, pattern: sp.csr_matrix, data: list[np.ndarray],
+                columns: np.ndarray,
+                closes: list[float | None]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """``_over_history`` for several matrices on the pairs of ``pattern`` (``data``: each
+    one's values in the order of ``pattern.data``), sharing the work of finding the pairs."""
+    thresholds = [np.inf if close is None else close for close in closes]
+    stored, reduced = _stored_over_history(history, pattern, data, columns, thresholds)
+    unstored = np.diff(history.indptr)[:, None] - stored  # history items not storing c
+    out = []
+    for (largest, above), values, close in zip(reduced, data, closes, strict=True):
+        largest = np.where(unstored > 0, np.maximum(largest, 0), largest).astype(np.float32)
+        # 0 compared as the stored values are: in their type (close -1e-60 is -0 in float32)
+        out.append((largest, None if close is None else
+                    (above + unstored * (values.dtype.type(0) > close)).astype(np.float32)))
+    return out
 
 
 def _over_history(history: sp.csr_matrix, matrix: sp.csr_matrix, columns: np.ndarray,
@@ -141,14 +168,22 @@ def _over_history(history: sp.csr_matrix, matrix: sp.csr_matrix, columns: np.nda
     and 0 (0 when none does). Users without history get 0 for both. ``history`` is binary and
     canonical (no duplicate entries); ``columns`` is users x candidates, repeats allowed.
     """
-    threshold = np.inf if close is None else close
-    largest, stored, above = _stored_over_history(history, matrix, columns, threshold)
-    counts = np.diff(history.indptr)[:, None]
-    unstored = counts - stored  # history items without an entry for the candidate
-    largest = np.where(unstored > 0, np.maximum(largest, 0), largest).astype(np.float32)
-    if close is None:
-        return largest, None
-    return largest, (above + unstored * (0.0 > close)).astype(np.float32)
+    return _over_pairs(history, matrix, [matrix.data], columns, [close])[0]
+
+
+def _over_cosine_and_weights(history: sp.csr_matrix, sig: Signals,
+                             columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The largest cosine, the close count and the largest weight over each history: in one
+    pass when both matrices store the same pairs, as they should."""
+    cosine, weights = sig.cosine, sig.item_item
+    if (np.array_equal(cosine.indptr, weights.indptr)
+            and np.array_equal(cosine.indices, weights.indices)):
+        (largest_cosine, close), (largest_weight, _) = _over_pairs(
+            history, cosine, [cosine.data, weights.data], columns, [CLOSE, None])
+    else:
+        largest_cosine, close = _over_history(history, cosine, columns, CLOSE)
+        largest_weight, _ = _over_history(history, weights, columns)
+    return largest_cosine, close, largest_weight
 
 
 def blend_parts(lightfm: np.ndarray, history: sp.csr_matrix,
@@ -179,8 +214,7 @@ def batch(lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix, s
     per_type = history @ sp.csr_matrix(
         (np.ones(len(sig.types), np.float32), (np.arange(len(sig.types)), sig.types)))
     type_share = per_type.toarray() / np.maximum(n_history, 1)[:, None]
-    largest_cosine, close = _over_history(history, sig.cosine, columns, CLOSE)
-    largest_weight, _ = _over_history(history, sig.item_item, columns)
+    largest_cosine, close, largest_weight = _over_cosine_and_weights(history, sig, columns)
     knn_z = _z(_dense(history @ sig.cosine), history)
     repeats_z = _z(_dense(repeats @ sig.item_item), history)
     user_repeats = np.diff(repeats.indptr) / np.maximum(n_history, 1)
