@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recommender.model import ensemble, itemitem
+from recommender.model import itemitem
 from recommender.model import rerankfeatures as rf
 
 
@@ -18,12 +18,22 @@ def _history(n_users: int, n_items: int, density: float, seed: int) -> sp.csr_ma
     return matrix
 
 
+def every_pair(matrix: np.ndarray) -> sp.csr_matrix:
+    """A dense matrix as a float32 CSR that stores every entry, zeros included."""
+    n_rows, n_cols = matrix.shape
+    return sp.csr_matrix((np.asarray(matrix, np.float32).ravel(),
+                          np.tile(np.arange(n_cols), n_rows),
+                          np.arange(0, n_rows * n_cols + 1, n_cols)), shape=matrix.shape)
+
+
 def every_pair_signals(history: sp.csr_matrix, types: np.ndarray, weight: float = 1.0,
                        repeats: sp.csr_matrix | None = None) -> rf.Signals:
     """EASE^R's weights and the cosine, every pair stored: the dense matrices as they were."""
     repeats = history if repeats is None else repeats
-    weights = itemitem.ease_weights(itemitem.gram(history), 5.0)
-    return ensemble._signals(history, repeats, weights, weight, types)
+    co = itemitem.gram(history)
+    norm = np.sqrt(np.maximum(np.diag(co), 1.0))  # an item nobody used: a zero row either way
+    return rf.signals(history, repeats, every_pair(itemitem.ease_weights(co, 5.0)),
+                      every_pair(co / norm[:, None] / norm[None, :]), weight, types)
 
 
 def neighbour_signals(history: sp.csr_matrix, types: np.ndarray, k: int,

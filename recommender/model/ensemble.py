@@ -77,24 +77,19 @@ def blended(lightfm: ScoreFn, history: sp.spmatrix | None, weights: np.ndarray |
     return lambda rows: itemitem.blend(lightfm(rows), binary[rows], weights, weight)
 
 
-def every_pair(matrix: np.ndarray) -> sp.csr_matrix:
-    """A dense matrix as a float32 CSR that stores every entry, zeros included."""
-    n_rows, n_cols = matrix.shape
-    return sp.csr_matrix((np.asarray(matrix, np.float32).ravel(),
-                          np.tile(np.arange(n_cols, dtype=np.int64), n_rows),
-                          np.arange(0, n_rows * n_cols + 1, n_cols)), shape=matrix.shape)
-
-
 def _signals(history: sp.csr_matrix, repeats: sp.csr_matrix, item_item: np.ndarray,
              weight: float, types: np.ndarray) -> rerankfeatures.Signals:
-    """The re-ranker's signals while the item-item part is dense: every pair stored, with the
-    co-occurrence cosine of each."""
+    """The re-ranker's signals while the item-item part is dense: every pair stored, zeros
+    included, in the weights and in their co-occurrence cosine (the dense features exactly)."""
     co = itemitem.gram(history)
     norm = np.sqrt(np.diag(co))
     norm[norm == 0] = 1.0
-    cosine = co / norm[:, None] / norm[None, :]
-    return rerankfeatures.signals(history, repeats, every_pair(item_item), every_pair(cosine),
-                                  weight, types)
+    n_items = len(co)
+    pairs = (np.tile(np.arange(n_items), n_items), np.arange(0, n_items * n_items + 1, n_items))
+    weights, cosine = (sp.csr_matrix((np.asarray(dense, np.float32).ravel(), *pairs),
+                                     shape=co.shape)
+                       for dense in (item_item, co / norm[:, None] / norm[None, :]))
+    return rerankfeatures.signals(history, repeats, weights, cosine, weight, types)
 
 
 def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | None,
