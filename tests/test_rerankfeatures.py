@@ -189,7 +189,8 @@ def test_features_of_a_batch_match_their_definitions_on_the_dense_matrices(pairs
 
 def test_the_cosine_diagonal_is_zeroed_and_its_pattern_kept():
     weights = sp.csr_matrix(np.array([[0.5, 0.25], [0.0, 0.75]], np.float32))
-    cosine = sp.csr_matrix(([1.0, 0.5, 1.0], [0, 1, 1], [0, 2, 3]), shape=(2, 2))
+    cosine = sp.csr_matrix(([1.0, 0.5, 1.0], [0, 1, 1], [0, 2, 3]), shape=(2, 2),
+                           dtype=np.float32)
     history = sp.csr_matrix(np.ones((1, 2), np.float32))
     sig = rf.signals(history, history, weights, cosine, 1.0, np.zeros(2, int))
     assert sig.cosine.toarray().tolist() == [[0.0, 0.5], [0.0, 0.0]]

@@ -37,11 +37,15 @@ class Signals:
 
 
 def _without_diagonal(matrix: sp.spmatrix) -> sp.csr_matrix:
-    """A float32 copy whose stored diagonal entries are 0 (still stored: the pattern is kept).
-    An item is not its own neighbour: its cosine with itself, 1, would say nothing."""
-    copy = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    rows = np.repeat(np.arange(copy.shape[0]), np.diff(copy.indptr))
-    copy.data[copy.indices == rows] = 0.0
+    """As float32 with its stored diagonal entries 0 (still stored: the pattern is kept),
+    copied only if one is not 0 already. An item is not its own neighbour: its cosine with
+    itself, 1, would say nothing."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    diagonal = matrix.indices == np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    if not matrix.data[diagonal].any():
+        return matrix
+    copy = matrix.copy()
+    copy.data[diagonal] = 0.0
     return copy
 
 
