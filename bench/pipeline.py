@@ -108,7 +108,7 @@ def _precompute_bound(emb, top_k: int) -> float:
     """Bare numpy: the same products (with the item-item part's, when the lists blend it, and
     the re-ranker's two more and its predictions, when they are re-ranked) and one
     argpartition per list, nothing else."""
-    from recommender.model import rerank
+    from recommender.model import rerank, rerankfeatures
     from recommender.publish.topk import BATCH_USERS
     from runtime.items import FAMILY_OF_TYPE
 
@@ -119,12 +119,12 @@ def _precompute_bound(emb, top_k: int) -> float:
     blended = emb.item_item is not None and emb.blend_weight > 0
     ranker = emb.ranker if blended else None
     batch = rerank.BATCH_USERS if ranker else BATCH_USERS
-    n_candidates = sum(min(rerank.CANDIDATES, hi - lo) for lo, hi in bounds)
+    n_candidates = sum(min(rerankfeatures.CANDIDATES, hi - lo) for lo, hi in bounds)
     started = time.perf_counter()
     if blended:
         weights, cosine = emb.item_item.weights, emb.item_item.cosine
     if ranker:
-        rows = np.zeros((batch * n_candidates, len(rerank.FEATURES)), np.float32)
+        rows = np.zeros((batch * n_candidates, len(rerankfeatures.FEATURES)), np.float32)
     for start in range(0, len(emb.user_emb), batch):
         scores = emb.user_emb[start:start + batch] @ items
         history = emb.positives[start:start + batch]

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from published.savedmodel import ItemVectors, SavedModel
-from recommender.model import features, rerank, saving, train
+from recommender.model import features, rerank, rerankfeatures, saving, train
 from recommender.model.itemitem import ItemItem
 from recommender.publish import listsfile, modelfile
 from tests.factories import make_export, saved_model
@@ -80,8 +80,8 @@ def fitted_parts():
     fs = features.build(data, "hybrid")
     fitted = train.fit_fixed(fs, PARAMS, epochs=2, num_threads=1)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, len(rerank.FEATURES))).astype(np.float32)
-    x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 300)
+    x = rng.normal(size=(300, len(rerankfeatures.FEATURES))).astype(np.float32)
+    x[:, rerankfeatures.TYPE_FEATURE] = rng.integers(0, 5, 300)
     ranker = rerank.train_ranker(x, x[:, 3] > 0, threads=1, seed=0)
     dense = rng.normal(size=(len(data.items), len(data.items)))
     item_item = ItemItem.dense(dense, np.abs(dense) + np.eye(len(dense)))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.model import itemitem, itemsearch, rerank
+from recommender.model import itemitem, itemsearch, rerank, rerankfeatures
 from recommender.model.itemitem import ItemItem
 from recommender.outcome import Say, quiet
 
@@ -43,7 +43,7 @@ class Ensemble:
     # The validation side, for scoring another LightFM model as this ensemble would.
     train_part: sp.csr_matrix | None = None
     repeats: sp.csr_matrix | None = None
-    signals: rerank.Signals | None = None
+    signals: rerankfeatures.Signals | None = None
 
     def validation_scorer(self, lightfm: ScoreFn) -> ScoreFn:
         """``lightfm`` (scores on the training part) with the chosen layers on top; the
@@ -87,7 +87,8 @@ def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | No
         return blended(lightfm, history, item_item, weight)
     if repeats is None:
         raise ValueError("a re-ranked model needs its rating-1 pairs")
-    sig = rerank.signals(history, repeats, item_item.weights, item_item.cosine, weight, types)
+    sig = rerankfeatures.signals(history, repeats, item_item.weights, item_item.cosine, weight,
+                                 types)
     return lambda rows: ranker.scores(lightfm(rows), history[rows], repeats[rows], sig)
 
 
@@ -110,7 +111,8 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
     repeats = itemitem.binary(repeats)
     say("re-ranker: three LightGBM fits on the validation split (a half of the users each, "
         "cross-fitted, then all)", False)
-    sig = rerank.signals(train_part, repeats, part.weights, part.cosine, blend.weight, types)
+    sig = rerankfeatures.signals(train_part, repeats, part.weights, part.cosine, blend.weight,
+                                 types)
     chosen = rerank.choose(lightfm, train_part, repeats, held_out, sig, blend.validated, measure,
                            threads, search.seed, search.rerank_users, say)
     say("re-ranker: " + ("kept" if chosen.ranker is not None else f"not used, {chosen.reason}"),
