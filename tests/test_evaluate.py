@@ -149,7 +149,8 @@ def test_run_writes_markdown_json_and_png(tmp_path):
                           cold_fraction=0.1, params=params)
     names = [row["name"] for row in result["models"]]
     assert names == ["popularity", "item-kNN", "EASE^R", "EASE^R on neighbours",
-                     "original partial", "LightFM partial (production)"]
+                     "original partial", "LightFM partial (production)",
+                     "LightFM partial alone (production fit, no layers)"]
     assert result["models"][4]["fits"] == 3  # two search rounds and the refit
     paths = evalreport.write(result, tmp_path, "python -m recommender evaluate ...")
     assert [p.suffix for p in paths] == [".md", ".json", ".png"]

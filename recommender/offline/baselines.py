@@ -20,7 +20,7 @@ from recommender.model.itemitem import ease_weights, gram
 from recommender.model.ranking import ScoreFn, ranking_metrics, split_per_user
 
 EASE_LAMBDAS = (1.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 3000.0)
-EASE_MAX_ITEMS = 20000  # a dense items x items inverse beyond this costs minutes and gigabytes
+EASE_MAX_ITEMS = 12000  # dense inverses past this take 10+ minutes per lambda here
 SPARSE_EASE_GRID = ((25, 50.0), (25, 200.0), (100, 100.0), (100, 400.0), (200, 200.0),
                     (200, 800.0))
 KNN_NEIGHBOURS = 100
