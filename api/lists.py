@@ -7,9 +7,8 @@ gets, by construction; they differ only in how they format the answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -67,8 +66,7 @@ class OncePerPage:
         return self.reader.similar_lists(version, number, fields)
 
 
-@dataclass(frozen=True)
-class UserList:
+class UserList(NamedTuple):  # made on every request: a tuple is the cheapest immutable record
     ids: np.ndarray  # uint32
     scores: np.ndarray  # float32
     source: Source
