@@ -113,7 +113,9 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
         "cross-fitted, then all)", False)
     sig = rerankfeatures.signals(train_part, repeats, part.weights, part.cosine, blend.weight,
                                  types)
-    chosen = rerank.choose(lightfm, train_part, repeats, held_out, sig, blend.validated, measure,
+    # Measured on the sample the blend's settings were ranked on: the users the re-ranker
+    # learns from, whose inputs it has already built, so measuring costs predictions only.
+    chosen = rerank.choose(lightfm, train_part, repeats, held_out, sig, blend.sampled, quick,
                            threads, search.seed, search.rerank_users, say)
     say("re-ranker: " + ("kept" if chosen.ranker is not None else f"not used, {chosen.reason}"),
         False)

@@ -61,6 +61,7 @@ class Choice:
     reason: str = ""
     validation_part: ItemItem | None = None  # the part at (k, lambda) on the training part
     validated: float = 0.0  # the choice's P@10 on every validation user
+    sampled: float = 0.0  # its P@10 on the sample the settings were ranked on (``quick``)
 
     @property
     def used(self) -> bool:
@@ -72,13 +73,16 @@ class Choice:
 
 
 def fit_parts(history: sp.spmatrix, settings: list[tuple[int, float]], threads: int = 1,
-              co: sp.csr_matrix | None = None) -> dict[tuple[int, float], ItemItem]:
-    """The part at each (k, lambda) on ``history``; k = ALL is the dense closed form."""
-    co = neighbours.gram(history) if co is None else co
+              near: neighbours.Neighbours | None = None) -> dict[tuple[int, float], ItemItem]:
+    """The part at each (k, lambda) on ``history``; k = ALL is the dense closed form. ``near``
+    (from the same history) saves finding the neighbours again."""
+    co = neighbours.gram(history) if near is None else near.gram
     parts: dict[tuple[int, float], ItemItem] = {}
     sparse = [(k, lam) for k, lam in settings if k != ALL]
     if sparse:
-        near = neighbours.nearest(co, max(k for k, _ in sparse))
+        k_max = max(k for k, _ in sparse)
+        if near is None or near.k_max < min(k_max, co.shape[0] - 1):
+            near = neighbours.nearest(co, k_max)
         parts.update(neighbours.fit(near, sparse, threads))
     for k, lam in settings:
         if k == ALL:
@@ -101,10 +105,11 @@ def _key(k: int, lam: float, weight: float) -> str:
 class _Search:
     """The settings tried so far and the best blend among them, by the quick measure."""
 
-    def __init__(self, history: sp.csr_matrix, lightfm: ScoreFn, quick: Measure, threads: int,
-                 say: Say) -> None:
+    def __init__(self, history: sp.csr_matrix, lightfm: ScoreFn, quick: Measure, ks: list[int],
+                 threads: int, say: Say) -> None:
         self.history = itemitem.binary(history)
-        self.co = neighbours.gram(self.history)
+        # Found once for the largest k: a smaller k takes the first of the same neighbours.
+        self.near = neighbours.nearest(neighbours.gram(self.history), max(ks))
         self.lightfm, self.quick, self.threads, self.say = lightfm, quick, threads, say
         self.precision: dict[str, float] = {"-/0": quick(lightfm)}
         self.fitted: set[tuple[int, float]] = set()
@@ -121,7 +126,7 @@ class _Search:
             return
         self.say(f"item-item layer: {len(todo)} settings of {_describe(todo)}", True)
         self.fitted.update(todo)
-        for (k, lam), part in fit_parts(self.history, todo, self.threads, self.co).items():
+        for (k, lam), part in fit_parts(self.history, todo, self.threads, self.near).items():
             for weight in weights:
                 self.measure(k, lam, weight, part)
 
@@ -148,7 +153,7 @@ def choose(train_part: sp.csr_matrix, lightfm: ScoreFn, measure: Measure, quick:
         return Choice(None, None, 0.0, reason="no item-item part configured")
     say("item-item layer: choose its neighbours, regularisation and weight on the validation "
         "split", False)
-    search = _Search(train_part, lightfm, quick, threads, say)
+    search = _Search(train_part, lightfm, quick, ks, threads, say)
     lams = sorted(space.lambdas)
     sparse = [k for k in ks if k != ALL] or ks
     first_k = sparse[(len(sparse) - 1) // 2]
@@ -169,7 +174,8 @@ def choose(train_part: sp.csr_matrix, lightfm: ScoreFn, measure: Measure, quick:
     log.debug("item-item blend, validation P@10 per k/lambda/weight: %s", search.precision)
     if validated <= alone:
         return _alone(search, "not used, LightFM alone validates best on every user", alone)
-    return Choice(k, lam, weight, search.precision, validation_part=part, validated=validated)
+    return Choice(k, lam, weight, search.precision, validation_part=part, validated=validated,
+                  sampled=top)
 
 
 def _alone(search: _Search, reason: str, validated: float | None = None) -> Choice:

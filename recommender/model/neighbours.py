@@ -73,24 +73,29 @@ class Neighbours:
         n = self.gram.shape[0]
         # A dense copy makes each lookup one memory read; past DENSE_LOOKUP items the entries
         # are found by binary search among the sorted (row, column) keys of the sparse matrix.
-        self._dense = self.gram.toarray() if n <= DENSE_LOOKUP else None
-        if self._dense is None:
+        # Item n stands for a missing neighbour: its row and column are 0.
+        self._dense = None
+        if n <= DENSE_LOOKUP:
+            self._dense = np.zeros((n + 1, n + 1), np.float32)
+            self._dense[:n, :n] = self.gram.toarray()
+        else:
             rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.gram.indptr))
-            self._keys = rows * n + self.gram.indices
+            self._keys = rows * (n + 1) + self.gram.indices
 
     @property
     def k_max(self) -> int:
         return self.index.shape[1]
 
     def lookup(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Gram entries at broadcast ``rows`` and ``cols`` (0 where not stored), float64."""
+        """Gram entries at broadcast ``rows`` and ``cols``, float32: 0 where not stored and
+        for item n (no item)."""
         if self._dense is not None:
-            return self._dense[rows, cols].astype(np.float64)
+            return self._dense[rows, cols]
         rows, cols = np.broadcast_arrays(rows, cols)
-        query = rows * self.gram.shape[0] + cols
+        query = rows * (self.gram.shape[0] + 1) + cols
         at = np.minimum(np.searchsorted(self._keys, query), len(self._keys) - 1)
         found = self._keys[at] == query
-        return np.where(found, self.gram.data[at], 0.0).astype(np.float64)
+        return np.where(found, self.gram.data[at], 0.0).astype(np.float32)
 
 
 def nearest(co: sp.csr_matrix, k_max: int, chunk: int = 4_000_000) -> Neighbours:
@@ -161,23 +166,25 @@ def _batches(neigh: Neighbours, k: int) -> list[np.ndarray]:
 
 
 def _gather(neigh: Neighbours, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per item: its neighbours' Gram block (k x k) and their counts with the item (k), float64;
+    """Per item: its neighbours' Gram block (k x k) and their counts with the item (k), float32;
     a missing neighbour gets 1 on the diagonal and 0 elsewhere, so its weight solves to 0."""
     index = neigh.index[items, :k].astype(np.int64)
-    valid = index >= 0
-    safe = np.where(valid, index, 0)
-    pairs = valid[:, :, None] & valid[:, None, :]
-    blocks = np.where(pairs, neigh.lookup(safe[:, :, None], safe[:, None, :]), 0.0)
-    targets = np.where(valid, neigh.lookup(safe, items[:, None]), 0.0)
-    gap_owner, gap_place = np.nonzero(~valid)
+    missing = index < 0
+    index[missing] = neigh.gram.shape[0]
+    blocks = neigh.lookup(index[:, :, None], index[:, None, :])
+    targets = neigh.lookup(index, items[:, None])
+    gap_owner, gap_place = np.nonzero(missing)
     blocks[gap_owner, gap_place, gap_place] = 1.0
     return blocks, targets
 
 
 def _solve(blocks: np.ndarray, targets: np.ndarray, k: int, lam: float) -> np.ndarray:
-    """Ridge weights of the leading ``k`` neighbours, float32 items x k."""
-    system = blocks[:, :k, :k] + lam * np.eye(k)
-    return np.linalg.solve(system, targets[:, :k, None])[..., 0].astype(np.float32)
+    """Ridge weights of the leading ``k`` neighbours, float32 items x k (solved in float64)."""
+    system = blocks[:, :k, :k].astype(np.float64)
+    diagonal = np.arange(k)
+    system[:, diagonal, diagonal] += lam
+    rhs = targets[:, :k, None].astype(np.float64)
+    return np.linalg.solve(system, rhs)[..., 0].astype(np.float32)
 
 
 def _assemble(neigh: Neighbours, parts: list[np.ndarray], k: int) -> ItemItem:
