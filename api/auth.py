@@ -53,10 +53,13 @@ class TotaraAuth:
         self._expected: tuple[str, bytes] = ("", b"")
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path in OPEN_PATHS or req.path == EXPLORER or req.path.startswith(EXPLORER + "/"):
+        path = req.path
+        if path in OPEN_PATHS or path == EXPLORER or path.startswith(EXPLORER + "/"):
             return
-        failure = self.check(req.get_header("X-Totara-Time"), req.get_header("X-Totara-Ml-Key"),
-                             req.user_agent)
+        # Read from the WSGI environ directly (as req.get_header would, at a third of the cost).
+        env = req.env
+        failure = self.check(env.get("HTTP_X_TOTARA_TIME"), env.get("HTTP_X_TOTARA_ML_KEY"),
+                             env.get("HTTP_USER_AGENT"))
         if failure is not None:
             # The headers are not logged either: the key header is a valid signature replayable
             # for 30 s. A clock failure means Totara itself is locked out: worth a warning.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 
 import redis
@@ -49,18 +50,27 @@ class LazyRedis:
         self._settings = settings
         self._connect = connect
         self._client: redis.Redis | None = None
-        self._pid = 0
         self._lock = threading.Lock()
+        # A forked child forgets the parent's client (told by the fork, not by asking for the
+        # process id on every request); a weak reference, so the hook never keeps it alive.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget(ref))
 
     def __call__(self) -> redis.Redis:
         client = self._client
-        if client is not None and self._pid == os.getpid():
+        if client is not None:
             return client
         with self._lock:
-            if self._client is None or self._pid != os.getpid():
+            if self._client is None:
                 self._client = self._connect(self._settings, **client_options())
-                self._pid = os.getpid()
             return self._client
+
+
+def _forget(ref: weakref.ref) -> None:
+    lazy = ref()
+    if lazy is not None:
+        lazy._client = None
+        lazy._lock = threading.Lock()  # it may have been held by another thread at the fork
 
 
 def fixed(client: redis.Redis) -> Callable[[], redis.Redis]:

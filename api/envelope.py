@@ -8,6 +8,7 @@ loop), and the score format (``" .4f"``, as strings) is exact by construction.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,12 +34,16 @@ def _template(count: int) -> str:
     return template
 
 
-def success(ids: np.ndarray, scores: np.ndarray, n_items: int) -> bytes:
-    """``{"success": true, "items": [["42", " 0.8123"], ...]}`` with at most ``n_items`` entries."""
+def success(ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
+            n_items: int) -> bytes:
+    """``{"success": true, "items": [["42", " 0.8123"], ...]}`` with at most ``n_items`` entries
+    (``ids`` and ``scores``: arrays, or sequences of Python numbers)."""
     count = min(n_items, len(ids))
+    if isinstance(ids, np.ndarray):
+        ids, scores = ids[:count].tolist(), scores[:count].tolist()
     values: list[int | float] = [0] * (2 * count)
-    values[0::2] = ids[:count].tolist()
-    values[1::2] = scores[:count].tolist()
+    values[0::2] = ids[:count]
+    values[1::2] = scores[:count]
     return (_template(count) % tuple(values)).encode("ascii")
 
 

@@ -135,8 +135,7 @@ def _type_list(reader: lists.ListReader, version: Version, learner: Learner, typ
     default = {lists.Source.POPULAR: POPULAR_REASON, lists.Source.FOLD_IN: RECENT_REASON}.get(
         found.source, "in their published list (no history published for this version)")
     entries = [Recommended(ItemRef.of(type_code, number), envelope.SCORE % score, default)
-               for number, score in zip(found.ids[:SHOWN].tolist(),
-                                        found.scores[:SHOWN].tolist(), strict=True)]
+               for number, score in zip(found.ids, found.scores, strict=True)]
     if found.source == lists.Source.PUBLISHED:
         _explain(model, entries, [h.item for h in learner.history], HISTORY_REASON)
     elif found.source == lists.Source.FOLD_IN:

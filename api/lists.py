@@ -7,9 +7,8 @@ gets, by construction; they differ only in how they format the answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -67,26 +66,30 @@ class OncePerPage:
         return self.reader.similar_lists(version, number, fields)
 
 
-@dataclass(frozen=True)
-class UserList:
-    ids: np.ndarray  # uint32
-    scores: np.ndarray  # float32
+class UserList(NamedTuple):  # made on every request: a tuple is the cheapest immutable record
+    ids: Sequence[int]  # Totara's numeric ids, best first
+    scores: Sequence[float]
     source: Source
+
+
+def _first(found: tuple[np.ndarray, np.ndarray], n_items: int) -> tuple[list, list]:
+    ids, scores = found
+    return ids[:n_items].tolist(), scores[:n_items].tolist()
 
 
 def user_list(reader: ListReader, version: Version, user_id: int, type_code: int,
               n_items: int) -> UserList:
-    """The user's list of ``type_code`` (at least its first ``n_items`` entries)."""
+    """The first ``n_items`` entries of the user's list of ``type_code``, as Python numbers."""
     blob = reader.user_lists(version, user_id)
     if blob is not None:
-        return UserList(*packing.unpack(blob, type_code), Source.PUBLISHED)
+        return UserList(*packing.head(blob, type_code, n_items), Source.PUBLISHED)
     events = reader.recent_events(version.tenant, user_id)
     if events:
         model = reader.model(version)
         found = model.recommend(events, type_code, n_items) if model else None
         if found is not None:
-            return UserList(*found, Source.FOLD_IN)
-    return UserList(*version.popular_list(type_code), Source.POPULAR)
+            return UserList(*_first(found, n_items), Source.FOLD_IN)
+    return UserList(*_first(version.popular_list(type_code), n_items), Source.POPULAR)
 
 
 def similar_list(reader: ListReader, version: Version,

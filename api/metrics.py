@@ -30,15 +30,15 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from api import envelope
+from api.tally import Tally
 from published.tenantmetrics import TenantCollector
 
 REQUESTS = Counter("totara_ml_http_requests", "Requests answered, by endpoint and outcome",
                    ["endpoint", "outcome"])
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 LATENCY = Histogram("totara_ml_http_request_duration_seconds",
                     "Time from the request reaching the app to its answer, by endpoint",
-                    ["endpoint"],
-                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                             1.0, 2.0))
+                    ["endpoint"], buckets=LATENCY_BUCKETS)
 
 
 class ColdAnswer(StrEnum):
@@ -96,6 +96,13 @@ def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+# Seconds between writes of the request counts into the (memory-mapped) multiprocess files.
+TALLY_SECONDS = 1.0
+# The requests and latencies of this process (api/tally.py): batched under gunicorn.
+TALLY = Tally(REQUESTS, LATENCY, (*LATENCY_BUCKETS, float("inf")),
+              TALLY_SECONDS if multiprocess() else 0.0)
+
+
 class MetricsEndpoint:
     """GET /metrics in Prometheus' text format."""
 
@@ -109,5 +116,6 @@ class MetricsEndpoint:
         self.tenants.register(TenantCollector(client, retrain_minutes))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        TALLY.flush()  # this process's latest requests; the others' are at most a second old
         resp.data = generate_latest(self.registry) + generate_latest(self.tenants)
         resp.content_type = CONTENT_TYPE_LATEST

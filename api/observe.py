@@ -3,11 +3,11 @@ and the access log: one line per request (method, path, status, outcome, millise
 id).
 
 It is the first middleware, so it also sees the 401s that authentication answers before any
-resource runs. Its cost is a few microseconds a request: the metric children are resolved once
-per (endpoint, outcome) and kept, and the outcome of a success is read from the first bytes of
-the body; only failure envelopes are parsed. The access line is a log record like any other,
-formatted and written by the service's handler: it costs more than the rest together (docs/api.md),
-which ML_ACCESS_LOG=0 saves.
+resource runs. Its cost is a few microseconds a request: the count and latency are added up in
+memory and written to the Prometheus metrics in batches (api/tally.py), and the outcome of a
+success is read from the first bytes of the body; only failure envelopes are parsed. The access
+line is a log record like any other, formatted and written by the service's handler: it costs
+more than the rest together (docs/api.md), which ML_ACCESS_LOG=0 saves.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import re
 import time
 
 import falcon
-from prometheus_client import Counter, Histogram
 
 from api import metrics
 from runtime import logsetup
@@ -31,28 +30,38 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _CALLER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 
 
+# The WSGI name of the header: read from the environ directly, as it is on every request.
+_REQUEST_ID_KEY = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+
+
+class _Ids:
+    """A random prefix per process and a counter: unique enough to find a request's lines, at a
+    tenth of the cost of reading random bytes for every request."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(4).hex()
+        self.sequence = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.sequence):06x}"
+
+
+_IDS = _Ids()
+# The app may be built before gunicorn forks: each worker draws a prefix of its own.
+os.register_at_fork(after_in_child=_IDS.reset)
+
+
 class RequestObserver:
     def __init__(self, access_log: bool = True) -> None:
         # The only access log: gunicorn's own stays off (api/gunicorn_conf.py), one line each.
         self._access_log = access_log
-        self._counters: dict[tuple[str, str], Counter] = {}
-        self._histograms: dict[str, Histogram] = {}
-        # A random prefix per process and a counter: unique enough to find a request's lines,
-        # at a tenth of the cost of reading random bytes for every request.
-        self._prefix = ""
-        self._sequence = itertools.count()
-        self._pid = 0
-
-    def _new_id(self) -> str:
-        if self._pid != os.getpid():  # the app may be built before gunicorn forks
-            self._pid = os.getpid()
-            self._prefix = os.urandom(4).hex()
-            self._sequence = itertools.count(1)
-        return f"{self._prefix}{next(self._sequence):06x}"
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        given = req.get_header(REQUEST_ID_HEADER)
-        request_id = given if given and _CALLER_ID.match(given) else self._new_id()
+        given = req.env.get(_REQUEST_ID_KEY)
+        request_id = given if given and _CALLER_ID.match(given) else _IDS.new()
         req.context.request_id = request_id
         req.context.log_token = logsetup.bind(request_id=request_id)
         req.context.started = time.perf_counter()
@@ -67,15 +76,7 @@ class RequestObserver:
         endpoint = metrics.ENDPOINTS.get(req.path, "other")
         status = resp.status_code
         outcome = metrics.outcome(endpoint, status, resp.data)
-        key = (endpoint, outcome)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = metrics.REQUESTS.labels(endpoint, outcome)
-        counter.inc()
-        histogram = self._histograms.get(endpoint)
-        if histogram is None:
-            histogram = self._histograms[endpoint] = metrics.LATENCY.labels(endpoint)
-        histogram.observe(elapsed)
+        metrics.TALLY.add(endpoint, outcome, elapsed)
         resp.set_header(REQUEST_ID_HEADER, context.request_id)
         if self._access_log and log.isEnabledFor(logging.INFO):
             access(req, status, outcome, elapsed)

@@ -9,9 +9,8 @@ message starts with it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from api import envelope
 from runtime.errors import BadRequest
@@ -19,29 +18,32 @@ from runtime.errors import BadRequest
 MAX_N_ITEMS = 1000
 USER_ITEMS_PARAMS = ("totara_user_id", "item_type", "tenant", "n_items")
 SIMILAR_ITEMS_PARAMS = ("totara_item_id", "tenant", "n_items")
+_NAMES = {names: frozenset(names) for names in (USER_ITEMS_PARAMS, SIMILAR_ITEMS_PARAMS)}
 
-# ASCII digits only (str.isdigit would accept other scripts' digits); 19 digits cover any
-# database id (signed 64-bit) and keep int() cheap on hostile input.
-_WHOLE = re.compile(r"[0-9]{1,19}\Z")
+# 19 digits cover any database id (signed 64-bit) and keep int() cheap on hostile input.
+_MAX_DIGITS = 19
 _MAX_ID = 2**63 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class UserItemsQuery:
+# Named tuples, not frozen dataclasses: as immutable, and made at a third of the cost (a frozen
+# dataclass sets each field through object.__setattr__), on every request.
+class UserItemsQuery(NamedTuple):
     user_id: int
     item_type: str
     tenant: str
     n_items: int
 
 
-@dataclass(frozen=True, slots=True)
-class SimilarItemsQuery:
+class SimilarItemsQuery(NamedTuple):
     item_id: str
     tenant: str
     n_items: int
 
 
 def _check_names(params: Mapping[str, str | list[str]], expected: tuple[str, ...]) -> None:
+    # The usual query (each expected name once, nothing else) is told apart in C.
+    if params.keys() == _NAMES[expected] and list not in map(type, params.values()):
+        return
     for name, value in params.items():
         if name not in expected:
             raise BadRequest("Bad request: unknown parameter; expected only "
@@ -54,7 +56,8 @@ def _check_names(params: Mapping[str, str | list[str]], expected: tuple[str, ...
 
 
 def _whole(value: str) -> int | None:
-    if _WHOLE.match(value) is None:
+    # ASCII digits only: str.isdigit alone would accept other scripts' digits and superscripts.
+    if not (value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS):
         return None
     number = int(value)
     return number if number <= _MAX_ID else None

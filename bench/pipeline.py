@@ -108,7 +108,7 @@ def _precompute_bound(emb, top_k: int) -> float:
     """Bare numpy: the same products (with the item-item part's, when the lists blend it, and
     the re-ranker's two more and its predictions, when they are re-ranked) and one
     argpartition per list, nothing else."""
-    from recommender.model import rerank
+    from recommender.model import rerank, rerankfeatures
     from recommender.publish.topk import BATCH_USERS
     from runtime.items import FAMILY_OF_TYPE
 
@@ -119,19 +119,24 @@ def _precompute_bound(emb, top_k: int) -> float:
     blended = emb.item_item is not None and emb.blend_weight > 0
     ranker = emb.ranker if blended else None
     batch = rerank.BATCH_USERS if ranker else BATCH_USERS
-    n_candidates = sum(min(rerank.CANDIDATES, hi - lo) for lo, hi in bounds)
+    n_candidates = sum(min(rerankfeatures.CANDIDATES, hi - lo) for lo, hi in bounds)
     started = time.perf_counter()
+    if blended:
+        weights, cosine = emb.item_item.weights, emb.item_item.cosine
     if ranker:
-        cosine = np.ascontiguousarray((emb.positives.T @ emb.positives).toarray(),
-                                      dtype=np.float32)
-        rows = np.zeros((batch * n_candidates, len(rerank.FEATURES)), np.float32)
+        rows = np.zeros((batch * n_candidates, len(rerankfeatures.FEATURES)), np.float32)
     for start in range(0, len(emb.user_emb), batch):
         scores = emb.user_emb[start:start + batch] @ items
+        history = emb.positives[start:start + batch]
         if blended:
-            scores += emb.positives[start:start + batch] @ emb.item_item
+            scores += (history @ weights).toarray()
         if ranker:
-            scores += emb.positives[start:start + batch] @ cosine
-            scores += emb.repeats[start:start + batch] @ emb.item_item
+            # The re-ranker's sums and, for its maxima over the history, the stored pairs of
+            # the history items' rows: nnz(history) x k products each.
+            scores += (history @ cosine).toarray()
+            scores += (emb.repeats[start:start + batch] @ weights).toarray()
+            weights[history.indices].max()
+            cosine[history.indices].max()
             ranker.predict(rows[:len(scores) * n_candidates])
         for lo, hi in bounds:
             if hi - lo > top_k:
@@ -215,8 +220,7 @@ def main(args: argparse.Namespace) -> int:
           f"refit {fitted.seconds['refit']:.1f} s), validation P@10 "
           f"{fitted.validation['precision']:.4f}")
     blend = fitted.blend
-    what = (blend.reason or "LightFM alone was best on validation" if blend.weight == 0
-            else f"lambda {blend.lam:g}, weight {blend.weight:g}")
+    what = blend.describe() if blend.used else blend.reason
     print(f"item-item part: {what}; "
           f"choice {fitted.seconds['layers_choice']:.1f} s, "
           f"refit {fitted.seconds.get('item_item', 0.0):.1f} s")

@@ -11,6 +11,7 @@ Ids are Totara's numeric ids with the type prefix removed (the section says the 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -18,6 +19,9 @@ import numpy as np
 
 FORMAT = 1
 MAX_COUNT = 65535
+# Parsed once: the API decodes a value on every request.
+_IDS, _SCORES = np.dtype("<u4"), np.dtype("<f4")
+_COUNTS = [struct.Struct(f"<{n}H") for n in range(256)]
 
 
 def pack(sections: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
@@ -38,13 +42,33 @@ def unpack(blob: bytes, section: int = 0) -> tuple[np.ndarray, np.ndarray]:
     if fmt != FORMAT:
         raise ValueError(f"unknown packed list format {fmt}")
     if section >= n_sections:
-        return np.empty(0, "<u4"), np.empty(0, "<f4")
-    counts = struct.unpack_from(f"<{n_sections}H", blob, 2)
+        return np.empty(0, _IDS), np.empty(0, _SCORES)
+    counts = _COUNTS[n_sections].unpack_from(blob, 2)
     offset = 2 + 2 * n_sections + 8 * sum(counts[:section])
     count = counts[section]
-    ids = np.frombuffer(blob, dtype="<u4", count=count, offset=offset)
-    scores = np.frombuffer(blob, dtype="<f4", count=count, offset=offset + 4 * count)
+    ids = np.frombuffer(blob, dtype=_IDS, count=count, offset=offset)
+    scores = np.frombuffer(blob, dtype=_SCORES, count=count, offset=offset + 4 * count)
     return ids, scores
+
+
+@functools.cache
+def _head_formats(count: int) -> tuple[struct.Struct, struct.Struct]:
+    return struct.Struct(f"<{count}I"), struct.Struct(f"<{count}f")
+
+
+def head(blob: bytes, section: int, n: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The first ``n`` ids and scores of one section as Python numbers: what ``unpack`` gives,
+    without numpy, whose array machinery costs more than the decoding (the API's hot path)."""
+    fmt, n_sections = blob[0], blob[1]
+    if fmt != FORMAT:
+        raise ValueError(f"unknown packed list format {fmt}")
+    if section >= n_sections:
+        return (), ()
+    counts = _COUNTS[n_sections].unpack_from(blob, 2)
+    offset = 2 + 2 * n_sections + 8 * sum(counts[:section])
+    count = counts[section]
+    ids, scores = _head_formats(min(n, count))
+    return ids.unpack_from(blob, offset), scores.unpack_from(blob, offset + 4 * count)
 
 
 def unpack_all(blob: bytes) -> list[tuple[np.ndarray, np.ndarray]]:

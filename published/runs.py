@@ -126,6 +126,7 @@ class RunMeta:
     identity_weight: float | None = None
     blend_weight: float | None = None
     item_item_lambda: float | None = None
+    item_item_neighbours: int | None = None  # per item; 0: every item (the dense closed form)
     reranked: int | None = None
     # "rerank_validation_<layer>" fields: validation P@10 by layer ("blend", "reranked")
     rerank_validation: dict[str, float] = field(default_factory=dict)

@@ -57,10 +57,33 @@ class FeatureParameters:
 
 @dataclass
 class Blend:
-    """The item-item part blended into warm users' lists (recommender.model.itemitem)."""
+    """The item-item part blended into warm users' lists (recommender.model.itemitem): CSR
+    items x items, row h holding what history item h adds to each candidate it is stored for,
+    and the cosine of the same pairs (None in models saved with a dense part: recomputed)."""
 
-    item_item: np.ndarray  # float32 items x items
+    indptr: np.ndarray  # int64 items + 1
+    indices: np.ndarray  # int32 per stored pair
+    weights: np.ndarray  # float32 per stored pair
+    cosine: np.ndarray | None
     weight: float
+
+    @classmethod
+    def from_dense(cls, matrix: np.ndarray, weight: float) -> Blend:
+        """A model saved before the sparse part: every non-zero pair kept."""
+        rows, cols = np.nonzero(matrix)
+        indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(matrix)))]
+        return cls(indptr.astype(np.int64), cols.astype(np.int32),
+                   matrix[rows, cols].astype(np.float32), None, weight)
+
+    def check(self, n_items: int) -> None:
+        """Raise ValueError unless the arrays make an items x items CSR."""
+        if (self.indptr.shape != (n_items + 1,) or self.indptr[0] != 0
+                or np.any(np.diff(self.indptr) < 0) or self.indptr[-1] != len(self.indices)
+                or len(self.weights) != len(self.indices)
+                or (self.cosine is not None and len(self.cosine) != len(self.indices))
+                or (len(self.indices) and not 0 <= self.indices.min() <= self.indices.max()
+                    < n_items)):
+            raise ValueError("the item-item part is not an items x items sparse matrix")
 
     def __post_init__(self) -> None:
         # The file holds the weight as float32: a fresh model computes its lists with the
@@ -103,8 +126,12 @@ class SavedModel:
         """The ``.npz`` arrays, named and ordered as every version of the file has them."""
         arrays: dict[str, np.ndarray] = {}
         if self.blend is not None:
-            arrays.update(item_item=self.blend.item_item,
+            arrays.update(item_item_indptr=self.blend.indptr,
+                          item_item_indices=self.blend.indices,
+                          item_item_data=self.blend.weights,
                           blend_weight=np.asarray(self.blend.weight, np.float32))
+            if self.blend.cosine is not None:
+                arrays.update(item_item_cosine=self.blend.cosine)
             if self.rerank is not None:
                 arrays.update(ranker=self.rerank.ranker,
                               positives_repeats=self.rerank.positives_repeats)
@@ -120,8 +147,14 @@ class SavedModel:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> SavedModel:
         """The model of a ``.npz``; raises KeyError when a part every model has is missing."""
         blend = rerank = None
-        if "item_item" in arrays:
-            blend = Blend(arrays["item_item"], float(arrays["blend_weight"]))
+        if "item_item_indptr" in arrays:
+            blend = Blend(arrays["item_item_indptr"], arrays["item_item_indices"],
+                          arrays["item_item_data"], arrays.get("item_item_cosine"),
+                          float(arrays["blend_weight"]))
+            blend.check(len(arrays["item_numbers"]))
+        elif "item_item" in arrays:
+            blend = Blend.from_dense(arrays["item_item"], float(arrays["blend_weight"]))
+        if blend is not None:
             if "ranker" in arrays:
                 rerank = Rerank(arrays["ranker"], arrays["positives_repeats"])
         sides = {side: FeatureParameters(

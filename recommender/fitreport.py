@@ -46,6 +46,7 @@ def describe_fit(result: TenantResult, meta: RunMeta, fitted: FitResult,
     meta.identity_weight = fitted.identity_weight
     if fitted.item_item is not None:
         meta.blend_weight, meta.item_item_lambda = fitted.blend.weight, fitted.blend.lam
+        meta.item_item_neighbours = fitted.blend.k
         meta.reranked = int(fitted.ranker is not None)
         meta.rerank_validation = {k: round(v, 6)
                                   for k, v in fitted.layers.rerank.precision.items()}

@@ -129,6 +129,17 @@ def test_popularity_and_tuned_ease_on_clustered_data():
     assert ease["precision"] > pop["precision"]
 
 
+def test_tuned_ease_on_neighbours_picks_its_best_validated_setting_and_beats_popularity():
+    data = make_export(n_users=200, n_items=60, seed=1)
+    part = splits.split(data, "random", 0.2, seed=0)
+    train = part.train_matrix()
+    (k, lam), grid = baselines.tune_sparse_ease(train, seed=0)
+    assert grid[f"{k}/{lam:g}"] == max(grid.values()) and k <= 58
+    pop = ranking.ranking_metrics(baselines.popularity(train), train, part.test)
+    near = ranking.ranking_metrics(baselines.sparse_ease(train, k, lam), train, part.test)
+    assert near["precision"] > pop["precision"]
+
+
 def test_run_writes_markdown_json_and_png(tmp_path):
     from recommender.model.params import TrainParams
 
@@ -137,9 +148,10 @@ def test_run_writes_markdown_json_and_png(tmp_path):
     result = evaluate.run(data, ks=(5, 10), modes=("partial",), threads=1, original_rounds=2,
                           cold_fraction=0.1, params=params)
     names = [row["name"] for row in result["models"]]
-    assert names == ["popularity", "item-kNN", "EASE^R", "original partial",
-                     "LightFM partial (production)"]
-    assert result["models"][3]["fits"] == 3  # two search rounds and the refit
+    assert names == ["popularity", "item-kNN", "EASE^R", "EASE^R on neighbours",
+                     "original partial", "LightFM partial (production)",
+                     "LightFM partial alone (production fit, no layers)"]
+    assert result["models"][4]["fits"] == 3  # two search rounds and the refit
     paths = evalreport.write(result, tmp_path, "python -m recommender evaluate ...")
     assert [p.suffix for p in paths] == [".md", ".json", ".png"]
     text = paths[0].read_text()

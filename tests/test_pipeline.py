@@ -156,13 +156,15 @@ def test_a_blended_model_is_saved_with_its_item_item_part_and_restored_identical
     # Given a LightFM part too small to learn much (2 components, 1 epoch), the validation
     # split favours the item-item blend
     weak = TrainParams(components=2, max_epochs=1, patience=1, item_item_lambdas=(10.0,),
-                       blend_weights=(1.0, 4.0))
+                       item_item_neighbours=(5,), item_item_dense_items=0,
+                       blend_weights=(1.0, 4.0), finer_blend_weights=())
     trained = pipeline.train_tenant(settings, fake_redis, "1", params=weak, force=True)
     meta = versions.current_meta(fake_redis, "1")
-    assert float(meta["blend_weight"]) > 0 and meta["item_item_lambda"] == "10.0"
+    assert float(meta["blend_weight"]) > 0 and meta["item_item_neighbours"] == "5"
     model, saved_meta = modelfile.load(settings.models_dir, "1", trained.version)
     n_items = len(model.item_numbers)
-    assert model.blend.item_item.shape == (n_items, n_items)
+    assert len(model.blend.indptr) == n_items + 1
+    assert np.all(np.diff(model.blend.indptr) <= n_items - 1)  # no dense matrix
     assert model.blend.weight == saved_meta["blend_weight"]
     user_ids = _user_ids(export_dir, "1")
     before = [fake_redis.hget(keys.user_bucket("1", trained.version, u), str(u))

@@ -1,29 +1,18 @@
-"""The re-ranker: its candidates and features against brute force, the order it publishes, the
-cross-fitting that keeps its validation honest, and its gate against the blend."""
+"""The re-ranker: the order it publishes, the cross-fitting that keeps its validation honest, and
+its gate against the blend (its candidates and features: test_rerankfeatures)."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from published.savedmodel import Blend, FeatureParameters, Rerank, SavedModel
-from recommender.model import ensemble, itemitem, rerank
+from recommender.model import ensemble, itemitem, itemsearch, rerank
+from recommender.model import rerankfeatures as rf
 from recommender.model.ranking import ranking_metrics, split_per_user
 from recommender.publish import precompute, topk
+from tests.test_rerankfeatures import _history, dense_over_history, neighbour_signals
+from tests.test_rerankfeatures import every_pair_signals as _signals
 from tests.test_topk import _random_embeddings, assert_lists_rank_by
-
-
-def _history(n_users: int, n_items: int, density: float, seed: int) -> sp.csr_matrix:
-    matrix = sp.random(n_users, n_items, density=density, random_state=seed, format="csr",
-                       dtype=np.float32)
-    matrix.data[:] = 1.0
-    return matrix
-
-
-def _signals(history: sp.csr_matrix, types: np.ndarray, weight: float = 1.0,
-             repeats: sp.csr_matrix | None = None) -> rerank.Signals:
-    repeats = history if repeats is None else repeats
-    weights = itemitem.ease_weights(itemitem.gram(history), 5.0)
-    return rerank.signals(history, repeats, weights, weight, types)
 
 
 class _Constant:
@@ -36,80 +25,11 @@ class _Constant:
         return np.full(len(features), self.value)
 
 
-def test_candidates_are_each_types_best_unseen_items_by_the_blend_in_order():
-    rng = np.random.default_rng(0)
-    blend = rng.normal(size=(3, 12))
-    types = np.array([0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
-    blend[0, [0, 1, 2]] = -np.inf  # user 0 has seen three items of type 0
-    blend[1, 5:8] = -np.inf  # user 1 has seen every item of type 1
-    columns, rank, valid, blocks = rerank._candidates(blend, types, 3)
-    assert blocks == [(0, 3), (3, 6), (6, 9)]
-    for row in range(3):
-        for code, span in ((0, slice(0, 3)), (1, slice(3, 6)), (2, slice(6, 9))):
-            members = np.flatnonzero(types == code)
-            expected = members[np.argsort(-blend[row, members], kind="stable")][:3]
-            got = columns[row, span]
-            finite = np.isfinite(blend[row, expected])
-            assert got[valid[row, span]].tolist() == expected[finite].tolist()
-            assert rank[row, span].tolist() == [0, 1, 2]
-    assert valid[0, :3].tolist() == [True, True, False]  # two unseen items of type 0 left
-    assert not valid[1, 3:6].any()
-
-
-def test_the_largest_and_the_close_count_over_history_equal_a_loop():
-    history = _history(9, 15, 0.25, seed=1).tolil()
-    history[4, :] = 0  # a user without history
-    history = sp.csr_matrix(history)
-    history.eliminate_zeros()
-    matrix = np.random.default_rng(2).random((15, 15)).astype(np.float32)
-    columns = np.random.default_rng(3).integers(0, 15, (9, 5))
-    largest, close = rerank._over_history(history, matrix, columns, rerank.CLOSE)
-    for row in range(9):
-        seen = history[row].indices
-        if len(seen) == 0:
-            assert not largest[row].any() and not close[row].any()
-            continue
-        block = matrix[np.ix_(seen, columns[row])]
-        np.testing.assert_allclose(largest[row], block.max(axis=0))
-        assert close[row].tolist() == (block > rerank.CLOSE).sum(axis=0).tolist()
-
-
-def test_features_of_a_batch_match_their_definitions():
-    history = _history(6, 20, 0.3, seed=4)
-    repeats = sp.csr_matrix(history.multiply(_history(6, 20, 0.5, seed=5)))
-    repeats.eliminate_zeros()
-    types = np.arange(20) % 3
-    sig = _signals(history, types, repeats=repeats)
-    lightfm = np.random.default_rng(6).normal(size=(6, 20)).astype(np.float32)
-    b = rerank.batch(lightfm.copy(), history, repeats, sig, n=4)
-    x = b.features.reshape(6, b.columns.shape[1], len(rerank.FEATURES))
-    column = {name: i for i, name in enumerate(rerank.FEATURES)}
-    users_of_item = np.asarray(history.sum(axis=0)).ravel()
-    for row in range(6):
-        seen = history[row].indices
-        for j, item in enumerate(b.columns[row]):
-            if not b.valid[row, j]:
-                continue
-            assert item not in seen
-            f = x[row, j]
-            assert f[column["lightfm"]] == pytest.approx(lightfm[row, item], abs=1e-5)
-            assert f[column["log_history"]] == pytest.approx(np.log1p(len(seen)))
-            assert f[column["type"]] == types[item]
-            share = np.mean(types[seen] == types[item])
-            assert f[column["type_share"]] == pytest.approx(share)
-            assert f[column["log_popularity"]] == pytest.approx(np.log1p(users_of_item[item]))
-            expected_share = repeats[:, item].sum() / max(users_of_item[item], 1)
-            assert f[column["item_repeat_share"]] == pytest.approx(expected_share)
-            assert f[column["max_cosine"]] == pytest.approx(sig.cosine[seen, item].max())
-            assert f[column["item_item"]] == pytest.approx(sig.item_item[seen, item].sum(),
-                                                           abs=1e-4)
-
-
 def test_ranked_puts_candidates_by_prediction_above_the_rest_in_blend_order():
     history = _history(4, 18, 0.2, seed=7)
     sig = _signals(history, np.arange(18) % 2)
     lightfm = np.random.default_rng(8).normal(size=(4, 18)).astype(np.float32)
-    b = rerank.batch(lightfm, history, history, sig, n=3)
+    b = rf.batch(lightfm, history, history, sig, n=3)
     predicted = np.random.default_rng(9).random(b.columns.size)
     scores = rerank.ranked(b, predicted)
     for row in range(4):
@@ -138,8 +58,8 @@ def test_each_user_is_scored_by_the_half_that_did_not_learn_from_them():
 
 def test_a_saved_ranker_predicts_exactly_what_the_trained_one_does():
     rng = np.random.default_rng(12)
-    x = rng.normal(size=(400, len(rerank.FEATURES))).astype(np.float32)
-    x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 400)
+    x = rng.normal(size=(400, len(rf.FEATURES))).astype(np.float32)
+    x[:, rf.TYPE_FEATURE] = rng.integers(0, 5, 400)
     y = (x[:, 0] + 0.3 * rng.normal(size=400)) > 0
     trained = rerank.train_ranker(x, y, threads=1, seed=0)
     loaded = rerank.Ranker.from_array(trained.as_array())
@@ -165,16 +85,81 @@ def _measure(train_part, held_out):
     return measure
 
 
-def test_choose_keeps_a_ranker_that_finds_what_the_blend_misses():
+@pytest.mark.parametrize("k", [None, 12])
+def test_choose_keeps_a_ranker_that_finds_what_the_blend_misses(k):
     train_part, repeats, held_out, noise, types = _planted()
-    sig = _signals(train_part, types, repeats=repeats)
+    sig = (_signals(train_part, types, repeats=repeats) if k is None
+           else neighbour_signals(train_part, types, k, repeats=repeats))
     measure = _measure(train_part, held_out)
-    blend = ensemble.blended(lambda rows: noise[rows].copy(), train_part, sig.item_item, 1.0)
+    blend = ensemble.blended(lambda rows: noise[rows].copy(), train_part,
+                             itemitem.ItemItem(sig.item_item, sig.cosine), 1.0)
     chosen = rerank.choose(lambda rows: noise[rows].copy(), train_part, repeats, held_out, sig,
                            measure(blend), measure, threads=1, seed=0, max_users=10_000)
     assert chosen.ranker is not None, chosen.reason
     assert chosen.precision["reranked"] > 1.5 * chosen.precision["blend"]
     assert len(chosen.halves) == 2
+
+
+def _chosen(sig, planted, max_users=10_000) -> rerank.Choice:
+    train_part, repeats, held_out, noise, _ = planted
+    return rerank.choose(lambda rows: noise[rows].copy(), train_part, repeats, held_out, sig,
+                         0.0, _measure(train_part, held_out), threads=1, seed=0,
+                         max_users=max_users)
+
+
+def _same_choice(one: rerank.Choice, other: rerank.Choice) -> None:
+    assert one.precision == other.precision
+    assert [h.text for h in one.halves] == [h.text for h in other.halves]
+    assert (one.ranker is None) == (other.ranker is None)
+    assert one.ranker is None or one.ranker.text == other.ranker.text
+
+
+def test_with_every_pair_stored_choose_is_what_the_dense_gather_chose(monkeypatch):
+    planted = _planted()
+    sig = _signals(planted[0], planted[4], repeats=planted[1])
+    sparse = _chosen(sig, planted)
+
+    def dense(history, matrix, columns, close=None):
+        largest, above = dense_over_history(history, matrix.toarray(), columns,
+                                            np.inf if close is None else close)
+        return largest, None if close is None else above
+
+    monkeypatch.setattr(rf, "_over_history", dense)
+    _same_choice(sparse, _chosen(sig, planted))
+
+
+@pytest.mark.parametrize("budget", [0, 400_000])  # nothing kept; the first batch only
+def test_choose_measures_the_same_whether_its_users_features_are_kept_or_built_again(
+        monkeypatch, budget):
+    planted = _planted()
+    sig = neighbour_signals(planted[0], planted[4], 12, repeats=planted[1])
+    monkeypatch.setattr(rerank, "BATCH_USERS", 64)
+    kept = _chosen(sig, planted, max_users=200)
+    monkeypatch.setattr(rerank, "CACHE_BYTES", budget)
+    _same_choice(kept, _chosen(sig, planted, max_users=200))
+
+
+def test_the_cross_fitted_scores_of_kept_users_are_those_built_again():
+    train_part, repeats, _, noise, types = _planted()
+    sig = neighbour_signals(train_part, types, 12, repeats=repeats)
+    known = rerank._Known(10**9)
+    for rows in (np.arange(0, 40, 3), np.arange(50, 90, 2)):
+        known.add(rows, rf.batch(noise[rows].copy(), train_part[rows], repeats[rows], sig))
+    halves = [rerank.train_ranker(*_random_labelled(seed), threads=1, seed=0) for seed in (1, 2)]
+    rows = np.arange(100)  # kept and not, mixed
+    scores = {}
+    for name, cache in (("kept", known), ("built", None)):
+        scores[name] = rerank.cross_fitted(lambda r: noise[r].copy(), train_part, repeats, sig,
+                                           halves, cache)(rows)
+    assert scores["kept"].dtype == scores["built"].dtype == np.float32
+    np.testing.assert_array_equal(scores["kept"], scores["built"])
+
+
+def _random_labelled(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(400, len(rf.FEATURES))).astype(np.float32)
+    x[:, rf.TYPE_FEATURE] = rng.integers(0, 5, 400)
+    return x, x[:, 0] + x[:, 10] > 0
 
 
 def test_choose_keeps_the_blend_when_the_ranker_is_no_better_on_validation():
@@ -199,15 +184,16 @@ def test_choose_needs_held_out_pairs_among_the_candidates_of_both_halves():
 
 def _reranked_embeddings() -> tuple[topk.Embeddings, rerank.Ranker]:
     emb = _random_embeddings(n_users=40, n_items=45)
-    emb.item_item = itemitem.ease_weights(itemitem.gram(emb.positives), 4.0)
+    co = itemitem.gram(emb.positives)
+    emb.item_item = itemitem.ItemItem.dense(itemitem.ease_weights(co, 4.0), co)
     emb.blend_weight = 1.0
     repeats = emb.positives.copy()
     repeats.data[::2] = 0.0
     repeats.eliminate_zeros()
     emb.repeats = repeats
     rng = np.random.default_rng(14)
-    x = rng.normal(size=(500, len(rerank.FEATURES))).astype(np.float32)
-    x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 500)
+    x = rng.normal(size=(500, len(rf.FEATURES))).astype(np.float32)
+    x[:, rf.TYPE_FEATURE] = rng.integers(0, 5, 500)
     emb.ranker = rerank.train_ranker(x, x[:, 3] + x[:, 10] > 0, threads=1, seed=0)
     return emb, emb.ranker
 
@@ -232,7 +218,8 @@ def test_the_re_ranker_survives_the_saved_arrays_and_publishes_the_same_lists():
         item_bias=emb.item_bias, positives_indptr=emb.positives.indptr,
         positives_indices=emb.positives.indices, popularity=emb.popularity,
         user_features=no_features, item_features=no_features,
-        blend=Blend(emb.item_item, 1.0),
+        blend=Blend(emb.item_item.weights.indptr, emb.item_item.weights.indices,
+                    emb.item_item.weights.data, emb.item_item.cosine.data, 1.0),
         rerank=Rerank(ranker.as_array(), np.asarray(
             emb.repeats[np.repeat(np.arange(40), np.diff(emb.positives.indptr)),
                         emb.positives.indices]).ravel().astype(np.uint8)))
@@ -249,9 +236,11 @@ def test_the_re_ranker_survives_the_saved_arrays_and_publishes_the_same_lists():
 def test_the_layers_are_chosen_on_validation_and_score_users_out_of_sample():
     full, repeats, _, noise, types = _planted(seed=15)
     train_part, held_out = split_per_user(full + _planted(seed=15)[2], 0.3, seed=0)
-    search = ensemble.Search(lambdas=(5.0,), weights=(1.0,), rerank_users=10_000)
+    space = itemsearch.Space(ks=(10,), lambdas=(5.0,), weights=(1.0,), finer_weights=())
+    search = ensemble.Search(space, rerank_users=10_000)
+    measure = _measure(train_part, held_out)
     layers = ensemble.choose(lambda rows: noise[rows].copy(), train_part, repeats, held_out,
-                             types, _measure(train_part, held_out), search, threads=1)
+                             types, measure, measure, search, threads=1)
     # The blend on noise is chosen; the re-ranker is tried on top of it
     assert layers.blend.weight == 1.0
     assert set(layers.rerank.precision) == {"blend", "reranked"}
@@ -269,7 +258,7 @@ def test_a_user_without_history_keeps_the_lightfm_order_under_the_ranker():
     history.eliminate_zeros()
     sig = _signals(history, np.arange(16) % 2)
     lightfm = np.random.default_rng(17).normal(size=(5, 16)).astype(np.float32)
-    b = rerank.batch(lightfm.copy(), history, history, sig, n=4)
+    b = rf.batch(lightfm.copy(), history, history, sig, n=4)
     scores = rerank.ranked(b, np.random.default_rng(18).random(b.columns.size))
     assert np.argsort(scores[2]).tolist() == np.argsort(lightfm[2]).tolist()
     assert np.argsort(scores[0]).tolist() != np.argsort(lightfm[0]).tolist()
@@ -293,7 +282,7 @@ def test_items_nobody_used_keep_the_place_the_blend_gave_them():
     history.eliminate_zeros()
     sig = _signals(history, np.zeros(20, int))
     lightfm = np.random.default_rng(20).normal(size=(6, 20)).astype(np.float32)
-    b = rerank.batch(lightfm, history, history, sig, n=20)
+    b = rf.batch(lightfm, history, history, sig, n=20)
     scores = rerank.ranked(b, np.random.default_rng(21).random(b.columns.size))
     for row in np.flatnonzero(b.warm):
         by_blend = [i for i in np.argsort(-b.blend[row], kind="stable")

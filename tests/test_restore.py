@@ -14,7 +14,7 @@ import pytest
 
 from published import keys, versions
 from published.savedmodel import Blend, Rerank, SavedModel
-from recommender.model import itemitem, rerank
+from recommender.model import itemitem, rerank, rerankfeatures
 from recommender.publish import listsfile, modelfile, precompute, restore
 from runtime import config
 from tests.factories import saved_model
@@ -28,10 +28,10 @@ def _reranked_model() -> SavedModel:
     """A saved model with every layer: LightFM's vectors, the item-item blend, a re-ranker."""
     model = saved_model(n_users=40, n_items=45)
     positives = precompute.embeddings(model).positives
-    model.blend = Blend(itemitem.ease_weights(itemitem.gram(positives), 4.0), 1.0)
+    model.blend = Blend.from_dense(itemitem.ease_weights(itemitem.gram(positives), 4.0), 1.0)
     rng = np.random.default_rng(14)
-    x = rng.normal(size=(500, len(rerank.FEATURES))).astype(np.float32)
-    x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 500)
+    x = rng.normal(size=(500, len(rerankfeatures.FEATURES))).astype(np.float32)
+    x[:, rerankfeatures.TYPE_FEATURE] = rng.integers(0, 5, 500)
     ranker = rerank.train_ranker(x, x[:, 3] + x[:, 10] > 0, threads=1, seed=0)
     repeats = (np.arange(len(model.positives_indices)) % 2).astype(np.uint8)
     model.rerank = Rerank(ranker.as_array(), repeats)

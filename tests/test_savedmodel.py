@@ -8,9 +8,11 @@ import zipfile
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from published.savedmodel import ItemVectors, SavedModel
-from recommender.model import features, rerank, saving, train
+from recommender.model import features, rerank, rerankfeatures, saving, train
+from recommender.model.itemitem import ItemItem
 from recommender.publish import listsfile, modelfile
 from tests.factories import make_export, saved_model
 
@@ -26,8 +28,11 @@ def _old_saved_arrays(data, model, fs, item_item=None, blend_weight=0.0,
     user_names = fs.user_feature_names or [f"user:{u}" for u in data.users.ids]
     item_names = fs.item_feature_names or list(data.items.keys)
     blend = ({} if item_item is None or blend_weight == 0.0 else
-             {"item_item": item_item.astype(np.float32),
-              "blend_weight": np.asarray(blend_weight, np.float32)})
+             {"item_item_indptr": item_item.weights.indptr.astype(np.int64),
+              "item_item_indices": item_item.weights.indices.astype(np.int32),
+              "item_item_data": item_item.weights.data.astype(np.float32),
+              "blend_weight": np.asarray(blend_weight, np.float32),
+              "item_item_cosine": item_item.cosine.data.astype(np.float32)})
     if blend and ranker is not None:
         rows = np.repeat(np.arange(positives.shape[0]), np.diff(positives.indptr))
         repeated = np.asarray(fs.repeats.tocsr()[rows, positives.indices]).ravel()
@@ -75,10 +80,11 @@ def fitted_parts():
     fs = features.build(data, "hybrid")
     fitted = train.fit_fixed(fs, PARAMS, epochs=2, num_threads=1)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, len(rerank.FEATURES))).astype(np.float32)
-    x[:, rerank.TYPE_FEATURE] = rng.integers(0, 5, 300)
+    x = rng.normal(size=(300, len(rerankfeatures.FEATURES))).astype(np.float32)
+    x[:, rerankfeatures.TYPE_FEATURE] = rng.integers(0, 5, 300)
     ranker = rerank.train_ranker(x, x[:, 3] > 0, threads=1, seed=0)
-    item_item = rng.normal(size=(len(data.items), len(data.items)))
+    dense = rng.normal(size=(len(data.items), len(data.items)))
+    item_item = ItemItem.dense(dense, np.abs(dense) + np.eye(len(dense)))
     return data, fitted.model, fs, item_item, 0.3, ranker
 
 
@@ -92,6 +98,30 @@ def test_a_fit_saves_the_arrays_it_saved_before_the_type_with_each_optional_part
     _assert_same_arrays(saved.to_arrays(), _old_saved_arrays(data, model, fs, *extra))
     assert (saved.blend is None) == (parts == "lightfm")
     assert (saved.rerank is None) == (parts != "reranked")
+
+
+def test_a_model_file_written_with_a_dense_item_item_part_loads_with_the_same_weights(
+        fitted_parts, tmp_path):
+    data, model, fs, item_item, weight, ranker = fitted_parts
+    arrays = saving.saved_model(data, model, fs, item_item, weight, ranker).to_arrays()
+    for name in ("item_item_indptr", "item_item_indices", "item_item_data", "item_item_cosine"):
+        del arrays[name]
+    dense = item_item.weights.toarray()
+    arrays["item_item"] = dense  # the format before the sparse part
+    loaded = SavedModel.from_arrays(arrays)
+    n = len(dense)
+    restored = sp.csr_matrix((loaded.blend.weights, loaded.blend.indices, loaded.blend.indptr),
+                             shape=(n, n))
+    np.testing.assert_array_equal(restored.toarray(), dense)
+    assert loaded.blend.cosine is None and loaded.rerank is not None
+
+
+def test_an_item_item_part_that_is_not_a_sparse_matrix_is_refused(fitted_parts):
+    data, model, fs, item_item, weight, ranker = fitted_parts
+    arrays = saving.saved_model(data, model, fs, item_item, weight).to_arrays()
+    arrays["item_item_indices"] = arrays["item_item_indices"] + len(data.items)
+    with pytest.raises(ValueError, match="item-item part"):
+        SavedModel.from_arrays(arrays)
 
 
 def test_a_model_file_written_before_the_type_loads_and_is_saved_again_unchanged(

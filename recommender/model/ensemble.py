@@ -1,7 +1,8 @@
 """What published lists rank by on top of LightFM, each layer chosen on the validation split.
 
 1. LightFM alone: the only layer for users without history and for the API's fold-in.
-2. Its blend with EASE^R (recommender.model.itemitem), if validation P@10 says it helps.
+2. Its blend with EASE^R on each item's neighbours (recommender.model.itemitem, chosen by
+   recommender.model.itemsearch), if validation P@10 says it helps.
 3. The re-ranker over the blend's candidates (recommender.model.rerank), if its cross-fitted
    validation P@10 beats the blend's.
 
@@ -12,13 +13,14 @@ topk (publication) and evaluate (measurement) rank by, so what is measured is wh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.model import itemitem, rerank
+from recommender.model import itemitem, itemsearch, rerank, rerankfeatures
+from recommender.model.itemitem import ItemItem
 from recommender.outcome import Say, quiet
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
@@ -28,9 +30,7 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommend
 class Search:
     """The layers' search space (train.TrainParams carries the defaults)."""
 
-    lambdas: Sequence[float] = itemitem.LAMBDAS
-    weights: Sequence[float] = itemitem.WEIGHTS
-    max_items: int = itemitem.MAX_ITEMS
+    item_item: itemsearch.Space = itemsearch.Space()
     rerank: bool = True
     rerank_users: int = 5000
     seed: int = 42
@@ -38,12 +38,12 @@ class Search:
 
 @dataclass
 class Ensemble:
-    blend: itemitem.Choice = field(default_factory=lambda: itemitem.Choice(None, 0.0))
+    blend: itemsearch.Choice = field(default_factory=lambda: itemsearch.Choice(None, None, 0.0))
     rerank: rerank.Choice = field(default_factory=lambda: rerank.Choice(None))
     # The validation side, for scoring another LightFM model as this ensemble would.
     train_part: sp.csr_matrix | None = None
     repeats: sp.csr_matrix | None = None
-    signals: rerank.Signals | None = None
+    signals: rerankfeatures.Signals | None = None
 
     def validation_scorer(self, lightfm: ScoreFn) -> ScoreFn:
         """``lightfm`` (scores on the training part) with the chosen layers on top; the
@@ -53,32 +53,33 @@ class Ensemble:
             assert self.signals is not None
             return rerank.cross_fitted(lightfm, self.train_part, self.repeats, self.signals,
                                        self.rerank.halves)
-        return blended(lightfm, self.train_part, self.blend.validation_weights,
-                       self.blend.weight)
+        return blended(lightfm, self.train_part, self.blend.validation_part, self.blend.weight)
 
     def release_validation(self) -> None:
-        """Drop the validation side (two items x items matrices) once it has been measured."""
+        """Drop the validation side once it has been measured."""
         self.train_part = self.repeats = self.signals = None
-        self.blend.validation_weights = None
+        self.blend.validation_part = None
         self.rerank.halves = []
 
-    def final_item_item(self, interactions: sp.spmatrix) -> np.ndarray | None:
+    def final_item_item(self, interactions: sp.spmatrix, threads: int = 1) -> ItemItem | None:
         """The chosen item-item part refit on every interaction (None when not blended)."""
-        if self.blend.lam is None or self.blend.weight == 0.0:
+        if not self.blend.used:
             return None
-        return itemitem.ease_weights(itemitem.gram(interactions), self.blend.lam)
+        assert self.blend.k is not None and self.blend.lam is not None
+        setting = (self.blend.k, self.blend.lam)
+        return itemsearch.fit_parts(interactions, [setting], threads)[setting]
 
 
-def blended(lightfm: ScoreFn, history: sp.spmatrix | None, weights: np.ndarray | None,
+def blended(lightfm: ScoreFn, history: sp.spmatrix | None, part: ItemItem | None,
             weight: float) -> ScoreFn:
-    if history is None or weights is None or weight == 0.0:
+    if history is None or part is None or weight == 0.0:
         return lightfm
     binary = itemitem.binary(history)
-    return lambda rows: itemitem.blend(lightfm(rows), binary[rows], weights, weight)
+    return lambda rows: itemitem.blend(lightfm(rows), binary[rows], part, weight)
 
 
 def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | None,
-           item_item: np.ndarray | None, weight: float, ranker: rerank.Ranker | None,
+           item_item: ItemItem | None, weight: float, ranker: rerank.Ranker | None,
            types: np.ndarray) -> ScoreFn:
     """What the published lists rank by, from the final models; ``repeats`` (the rating-1
     pairs) is needed only with a ``ranker``."""
@@ -86,32 +87,36 @@ def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | No
         return blended(lightfm, history, item_item, weight)
     if repeats is None:
         raise ValueError("a re-ranked model needs its rating-1 pairs")
-    sig = rerank.signals(history, repeats, item_item, weight, types)
+    sig = rerankfeatures.signals(history, repeats, item_item.weights, item_item.cosine, weight,
+                                 types)
     return lambda rows: ranker.scores(lightfm(rows), history[rows], repeats[rows], sig)
 
 
 def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
            held_out: sp.csr_matrix, types: np.ndarray, measure: Callable[[ScoreFn], float],
-           search: Search, threads: int, say: Say = quiet) -> Ensemble:
-    """The layers for ``lightfm`` (fitted on ``train_part``), by ``measure`` on ``held_out``.
-    ``repeats`` holds the training part's rating-1 pairs."""
-    blend = itemitem.choose(train_part, lightfm, measure, search.lambdas, search.weights,
-                            search.max_items, say)
-    say("item-item layer: " + (blend.reason or "not used, LightFM alone validates best"
-                               if blend.lam is None or blend.weight == 0.0 else
-                               f"regularisation {blend.lam:g}, weight {blend.weight:g}"), False)
-    if blend.lam is None or blend.weight == 0.0 or not search.rerank:
+           quick: Callable[[ScoreFn], float], search: Search, threads: int,
+           say: Say = quiet) -> Ensemble:
+    """The layers for ``lightfm`` (fitted on ``train_part``), by ``measure`` on ``held_out``
+    (``quick`` on a sample of its users ranks the item-item settings). ``repeats`` holds the
+    training part's rating-1 pairs."""
+    blend = itemsearch.choose(train_part, lightfm, measure, quick, search.item_item, threads,
+                              say)
+    say("item-item layer: " + (blend.describe() if blend.used else blend.reason), False)
+    if not blend.used or not search.rerank:
         return Ensemble(blend, train_part=train_part)
-    assert blend.validation_weights is not None
+    part = blend.validation_part
+    assert part is not None
     repeats = sp.csr_matrix(repeats.multiply(train_part > 0))
     repeats.eliminate_zeros()
     repeats = itemitem.binary(repeats)
     say("re-ranker: three LightGBM fits on the validation split (a half of the users each, "
         "cross-fitted, then all)", False)
-    sig = rerank.signals(train_part, repeats, blend.validation_weights, blend.weight, types)
-    chosen = rerank.choose(lightfm, train_part, repeats, held_out, sig,
-                           blend.precision[f"{blend.lam:g}/{blend.weight:g}"], measure, threads,
-                           search.seed, search.rerank_users, say)
+    sig = rerankfeatures.signals(train_part, repeats, part.weights, part.cosine, blend.weight,
+                                 types)
+    # Measured on the sample the blend's settings were ranked on: the users the re-ranker
+    # learns from, whose inputs it has already built, so measuring costs predictions only.
+    chosen = rerank.choose(lightfm, train_part, repeats, held_out, sig, blend.sampled, quick,
+                           threads, search.seed, search.rerank_users, say)
     say("re-ranker: " + ("kept" if chosen.ranker is not None else f"not used, {chosen.reason}"),
         False)
     return Ensemble(blend, chosen, train_part, repeats, sig)

@@ -9,31 +9,63 @@ Published lists of users with a history blend the two: for each user both scores
 standardised over the items the user has not used (mean 0, deviation 1), then summed with
 ``weight`` on the item-item part. A user without history has an item-item score of 0 everywhere,
 so LightFM alone ranks for them; an item nobody used has an all-zero column, so among such items
-LightFM alone decides. ``choose`` picks the regularisation and the weight on the validation split
-train.fit already holds out; weight 0 (LightFM alone) is one of the candidates.
+LightFM alone decides. recommender.model.itemsearch chooses the part on the validation split.
 
-The weights are a dense items x items matrix, so catalogues above ``MAX_ITEMS`` do without them
-(about 100 MB and seconds per inversion at 5,000 items; the cost grows with the cube).
+The weights are sparse (``ItemItem``): each item keeps its nearest items only
+(recommender.model.neighbours), so there is no catalogue ceiling. The dense closed form stays
+for small catalogues, where it is one more candidate, and for the offline baseline.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.outcome import Say, quiet
-
 log = logging.getLogger(__name__)
 
-ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
 
-LAMBDAS = (12.5, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)
-WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
-MAX_ITEMS = 5000
+@dataclass
+class ItemItem:
+    """The item-item part: ``weights[h, c]`` is what history item h adds to candidate c's
+    score (``history @ weights``); ``cosine`` is the two items' co-occurrence cosine, stored
+    for exactly the same pairs (the re-ranker's signals). Both float32 CSR, items x items."""
+
+    weights: sp.csr_matrix
+    cosine: sp.csr_matrix
+
+    @classmethod
+    def from_pairs(cls, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray,
+                   cosine: np.ndarray, n: int) -> ItemItem:
+        """From the stored pairs (no duplicates), in any order: one pattern for both."""
+        order = np.lexsort((cols, rows))
+        indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n))].astype(np.int64)
+        pattern = (np.asarray(cols)[order].astype(np.int32), indptr)
+        return cls(sp.csr_matrix((np.asarray(weights, np.float32)[order], *pattern), (n, n)),
+                   sp.csr_matrix((np.asarray(cosine, np.float32)[order], *pattern), (n, n)))
+
+    @classmethod
+    def dense(cls, weights: np.ndarray, co: np.ndarray) -> ItemItem:
+        """The closed form's full matrix, every pair but the diagonal stored."""
+        norm = np.sqrt(np.maximum(np.diag(co), 1.0))
+        rows, cols = np.nonzero(~np.eye(len(weights), dtype=bool))
+        cosine = co[rows, cols] / norm[rows] / norm[cols]
+        return cls.from_pairs(rows, cols, weights[rows, cols], cosine, len(weights))
+
+    def permuted(self, perm: np.ndarray) -> ItemItem:
+        """Rows and columns reordered: entry (i, j) becomes that of (perm[i], perm[j])."""
+        n = self.weights.shape[0]
+        new = np.empty(n, np.int64)
+        new[perm] = np.arange(n)
+        rows = np.repeat(np.arange(n), np.diff(self.weights.indptr))
+        return ItemItem.from_pairs(new[rows], new[self.weights.indices], self.weights.data,
+                                   self.cosine.data, n)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.weights.nnz)
 
 
 def binary(history: sp.spmatrix) -> sp.csr_matrix:
@@ -80,15 +112,15 @@ def standardise(scores: np.ndarray, seen: sp.csr_matrix) -> None:
     scores *= (1.0 / spread)[:, None].astype(scores.dtype)
 
 
-def blend(scores: np.ndarray, history: sp.csr_matrix, weights: np.ndarray | None,
+def blend(scores: np.ndarray, history: sp.csr_matrix, part: ItemItem | None,
           weight: float) -> np.ndarray:
     """LightFM ``scores`` (rows x items) blended with the item-item scores of ``history`` (the
     same rows' binary interactions), in place: ``scores`` is overwritten and returned. Callers
     pass a batch they own (precompute's, or a scorer's fresh product). Without a blend it is
     returned untouched."""
-    if weights is None or weight == 0.0:
+    if part is None or weight == 0.0:
         return scores
-    other = np.asarray(history @ weights, dtype=scores.dtype)
+    other = scored(history, part.weights, scores.dtype)
     standardise(scores, history)
     standardise(other, history)
     other *= weight
@@ -96,48 +128,6 @@ def blend(scores: np.ndarray, history: sp.csr_matrix, weights: np.ndarray | None
     return scores
 
 
-@dataclass
-class Choice:
-    """What ``choose`` found on the validation split."""
-
-    lam: float | None  # None: no item-item part (too many items, or none configured)
-    weight: float  # 0.0: LightFM alone
-    precision: dict[str, float] = field(default_factory=dict)  # "lambda/weight" -> P@10
-    reason: str = ""
-    validation_weights: np.ndarray | None = None  # EASE^R at ``lam`` on the training part
-
-
-def choose(train_part: sp.csr_matrix, lightfm: ScoreFn, measure: Callable[[ScoreFn], float],
-           lambdas: Sequence[float] = LAMBDAS, weights: Sequence[float] = WEIGHTS,
-           max_items: int = MAX_ITEMS, say: Say = quiet) -> Choice:
-    """The (lambda, weight) pair whose blend has the best validation P@10 (``measure``); on a
-    tie the smaller weight, so LightFM alone wins when the blend adds nothing.
-
-    Lambda and weight are chosen together: the best lambda of a blend is smaller than that of
-    EASE^R alone (on OULAD 100 against 200), as LightFM already smooths.
-    """
-    n_items = train_part.shape[1]
-    if n_items > max_items or not lambdas:
-        reason = (f"{n_items} items: above the item-item limit of {max_items}"
-                  if lambdas else "no item-item part configured")
-        return Choice(None, 0.0, reason=reason)
-    say(f"item-item layer: choose its regularisation ({len(lambdas)}) and weight "
-        f"({len(weights)}) on the validation split", False)
-    history = binary(train_part)
-    co = gram(history)
-    alone = measure(lightfm)
-    precision = {"-/0": alone}
-    best = Choice(None, 0.0, precision)
-    top = alone
-    for number, lam in enumerate(sorted(lambdas), 1):
-        say(f"item-item layer: regularisation {lam:g} ({number} of {len(lambdas)})", True)
-        matrix = ease_weights(co, lam)
-        for weight in sorted(w for w in weights if w > 0):
-            value = measure(lambda rows, m=matrix, w=weight:
-                            blend(lightfm(rows), history[rows], m, w))
-            precision[f"{lam:g}/{weight:g}"] = value
-            if value > top:
-                top = value
-                best = Choice(lam, weight, precision, validation_weights=matrix)
-    log.debug("item-item blend, validation P@10 per lambda/weight: %s", precision)
-    return best
+def scored(history: sp.csr_matrix, matrix: sp.csr_matrix, dtype: type = np.float32) -> np.ndarray:
+    """``history @ matrix`` as a dense rows x items array."""
+    return np.asarray((history @ matrix).toarray(), dtype=dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recommender.model import itemitem
+from recommender.model import itemsearch
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,18 @@ class TrainParams:
     # Warm starts (recommender.model.warmstart) need few epochs; they stop sooner too.
     incremental_max_epochs: int = 10
     incremental_patience: int = 2
-    # The item-item part blended into warm users' lists (recommender.model.itemitem): the lambda
-    # and the weight are chosen on the validation split, weight 0 being LightFM alone; no lambdas
-    # turn it off.
-    item_item_lambdas: tuple[float, ...] = itemitem.LAMBDAS
-    blend_weights: tuple[float, ...] = itemitem.WEIGHTS
-    item_item_max_items: int = itemitem.MAX_ITEMS
-    blend_validation_users: int = 20000  # more than per epoch: the grid's steps are small
+    # The item-item part blended into warm users' lists (recommender.model.itemsearch): its
+    # neighbours per item, lambda and weight are chosen on the validation split, LightFM alone
+    # being a candidate; no lambdas turn it off. The settings are ranked on
+    # ``layer_search_users`` validation users, the best against LightFM alone on
+    # ``blend_validation_users`` (more than per epoch: the steps between settings are small).
+    item_item_neighbours: tuple[int, ...] = itemsearch.KS
+    item_item_lambdas: tuple[float, ...] = itemsearch.LAMBDAS
+    blend_weights: tuple[float, ...] = itemsearch.WEIGHTS
+    finer_blend_weights: tuple[float, ...] = itemsearch.FINER_WEIGHTS
+    item_item_dense_items: int = itemsearch.DENSE_ITEMS
+    layer_search_users: int = 5000
+    blend_validation_users: int = 20000
     # The re-ranker over the blend's candidates (recommender.model.rerank), trained on at most
     # ``rerank_users`` validation users; only tried when the blend is chosen.
     rerank: bool = True

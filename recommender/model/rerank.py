@@ -13,7 +13,7 @@ on the training part, with the held-out pairs as labels. The users are split in 
 cross-fit (each half is scored by the model trained on the other), so its validation precision
 is measured on users it did not learn from; it is kept only if that beats the blend. LightGBM's
 own text format is saved in the tenant's .npz (no pickle). This is the only module that imports
-LightGBM.
+LightGBM; the candidates and features are recommender.model.rerankfeatures'.
 """
 
 from __future__ import annotations
@@ -26,147 +26,22 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.model import itemitem
+from recommender.model import rerankfeatures as rf
+from recommender.model.rerankfeatures import Batch, Signals, batch
 from recommender.outcome import Say, quiet
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
 
-CANDIDATES = 50  # per item type: the published lists' default length (ML_TOP_K)
-CLOSE = 0.3  # cosine above which a history item counts as close to a candidate
 TREES = 150
 TIE_STEP = 1e-6  # per blend rank, subtracted from predictions: above float32's step near 1
 BATCH_USERS = 512  # a batch holds a few users x items float arrays
+# choose keeps its users' candidates and features to measure the cross-fitted pair on them
+# without building them again; about 80 bytes per candidate, so 256 MB holds 5,000 users
+# with 640 candidates each (13 item types). Users beyond it are built again.
+CACHE_BYTES = 256 << 20
 PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31,
           "min_data_in_leaf": 100, "feature_fraction": 0.8, "bagging_fraction": 0.8,
           "bagging_freq": 1, "deterministic": True, "force_row_wise": True, "verbose": -1}
-FEATURES = ("lightfm_z", "item_item_z", "blend", "item_item", "lightfm", "type_rank",
-            "log_popularity", "log_history", "type", "type_share", "max_cosine", "close_items",
-            "max_weight", "knn_z", "repeats_item_item_z", "item_repeat_share",
-            "user_repeat_share")
-TYPE_FEATURE = FEATURES.index("type")
-
-
-@dataclass
-class Signals:
-    """What features need beyond a batch of users, in the column order of the scores."""
-
-    item_item: np.ndarray  # EASE^R weights, items x items
-    weight: float  # the blend's weight on the item-item part
-    cosine: np.ndarray  # co-occurrence cosine, items x items, zero diagonal
-    log_popularity: np.ndarray  # log(1 + users of the item)
-    repeat_share: np.ndarray  # share of the item's users with rating 1
-    types: np.ndarray  # item type codes
-
-
-def signals(history: sp.csr_matrix, repeats: sp.csr_matrix, item_item: np.ndarray,
-            weight: float, types: np.ndarray) -> Signals:
-    """``history``: users x items interactions; ``repeats``: those with rating 1."""
-    binary = itemitem.binary(history)
-    co = itemitem.gram(binary)
-    norm = np.sqrt(np.diag(co))
-    norm[norm == 0] = 1.0
-    # C order: the Gram matrix comes out in Fortran order, which sparse @ dense would copy.
-    cosine = np.ascontiguousarray(co / norm[:, None] / norm[None, :], dtype=np.float32)
-    np.fill_diagonal(cosine, 0.0)
-    users = np.diff(binary.tocsc().indptr).astype(np.float64)
-    repeated = np.diff(itemitem.binary(repeats).tocsc().indptr)
-    return Signals(np.asarray(item_item, np.float32), weight, cosine,
-                   np.log1p(users).astype(np.float32),
-                   (repeated / np.maximum(users, 1)).astype(np.float32), np.asarray(types))
-
-
-@dataclass
-class Batch:
-    """One batch of users' candidates: ``columns[i, j]`` is user i's j-th candidate item."""
-
-    columns: np.ndarray  # int64 users x candidates
-    valid: np.ndarray  # bool: false where a type has fewer unseen items than candidates
-    rank: np.ndarray  # float32: the candidate's place by the blend within its type, from 0
-    blocks: list[tuple[int, int]]  # the candidate columns of each type
-    new: np.ndarray  # bool: the candidate item has no interactions (it keeps its place)
-    warm: np.ndarray  # bool per user: has a history (the others keep LightFM's order)
-    features: np.ndarray  # float32 (users * candidates) x FEATURES
-    blend: np.ndarray  # the blend's scores, users x items, seen items -inf
-
-
-def _z(scores: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
-    itemitem.standardise(scores, seen)
-    return scores
-
-
-def _candidates(blend: np.ndarray, types: np.ndarray,
-                n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """Per type the ``n`` best columns by ``blend``: (columns, rank within the type, valid,
-    each type's span of candidate columns)."""
-    columns, ranks, blocks, start = [], [], [], 0
-    for code in np.unique(types):
-        members = np.flatnonzero(types == code)
-        take = min(n, len(members))
-        block = blend[:, members]
-        best = np.argpartition(block, len(members) - take, axis=1)[:, len(members) - take:]
-        order = np.argsort(-np.take_along_axis(block, best, axis=1), axis=1, kind="stable")
-        columns.append(members[np.take_along_axis(best, order, axis=1)])
-        ranks.append(np.broadcast_to(np.arange(take, dtype=np.float32), best.shape))
-        blocks.append((start, start + take))
-        start += take
-    picked = np.concatenate(columns, axis=1)
-    valid = np.isfinite(np.take_along_axis(blend, picked, axis=1))
-    return picked, np.concatenate(ranks, axis=1), valid, blocks
-
-
-def _over_history(history: sp.csr_matrix, matrix: np.ndarray, columns: np.ndarray,
-                  close: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per (user, candidate): the largest ``matrix[h, candidate]`` over the user's items h and,
-    given ``close``, how many of them exceed it (else None). Zero for users without history."""
-    counts = np.diff(history.indptr)
-    rows = np.repeat(np.arange(len(columns)), counts)
-    values = matrix[history.indices[:, None], columns[rows]]  # stored pairs x candidates
-    largest = np.zeros(columns.shape, np.float32)
-    above = None if close is None else np.zeros(columns.shape, np.float32)
-    has = counts > 0
-    if has.any():
-        starts = history.indptr[:-1][has]
-        largest[has] = np.maximum.reduceat(values, starts, axis=0)
-        if above is not None:
-            above[has] = np.add.reduceat((values > close).astype(np.float32), starts, axis=0)
-    return largest, above
-
-
-def batch(lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix, sig: Signals,
-          n: int = CANDIDATES) -> Batch:
-    """Candidates and features of a batch: ``lightfm`` is its LightFM scores (overwritten),
-    ``history`` and ``repeats`` its rows of the interactions and of those with rating 1."""
-    history = itemitem.binary(history)
-    repeats = itemitem.binary(repeats)
-    weights = sig.item_item
-    raw_lightfm = lightfm.copy()
-    item_item = np.asarray(history @ weights, dtype=np.float32)
-    lightfm_z = _z(lightfm, history)
-    item_item_z = _z(item_item.copy(), history)
-    blend = lightfm_z + sig.weight * item_item_z
-    rows = np.repeat(np.arange(len(blend)), np.diff(history.indptr))
-    blend[rows, history.indices] = -np.inf
-    columns, rank, valid, blocks = _candidates(blend, sig.types, n)
-    r = np.arange(len(columns))[:, None]
-    n_history = np.diff(history.indptr).astype(np.float32)
-    per_type = history @ sp.csr_matrix(
-        (np.ones(len(sig.types), np.float32), (np.arange(len(sig.types)), sig.types)))
-    type_share = per_type.toarray() / np.maximum(n_history, 1)[:, None]
-    largest_cosine, close = _over_history(history, sig.cosine, columns, CLOSE)
-    largest_weight, _ = _over_history(history, weights, columns)
-    knn_z = _z(np.asarray(history @ sig.cosine, dtype=np.float32), history)
-    repeats_z = _z(np.asarray(repeats @ weights, dtype=np.float32), history)
-    user_repeats = np.diff(repeats.indptr) / np.maximum(n_history, 1)
-    per_user = np.ones_like(columns, dtype=np.float32)
-    candidate_types = sig.types[columns]
-    parts = (lightfm_z[r, columns], item_item_z[r, columns], blend[r, columns],
-             item_item[r, columns], raw_lightfm[r, columns], np.log1p(rank),
-             sig.log_popularity[columns], per_user * np.log1p(n_history)[:, None],
-             candidate_types.astype(np.float32), type_share[r, candidate_types],
-             largest_cosine, close, largest_weight, knn_z[r, columns], repeats_z[r, columns],
-             sig.repeat_share[columns], per_user * user_repeats[:, None])
-    features = np.stack([np.asarray(p, np.float32).ravel() for p in parts], axis=1)
-    return Batch(columns, valid, rank, blocks, sig.log_popularity[columns] == 0, n_history > 0,
-                 np.nan_to_num(features, posinf=0.0, neginf=0.0), blend)
 
 
 def _reorder(predicted: np.ndarray, movable: np.ndarray) -> np.ndarray:
@@ -236,20 +111,88 @@ class Ranker:
 
 def train_ranker(features: np.ndarray, labels: np.ndarray, threads: int, seed: int) -> Ranker:
     params = {**PARAMS, "num_threads": threads, "seed": seed}
-    data = lightgbm.Dataset(features, labels, feature_name=list(FEATURES),
-                            categorical_feature=[TYPE_FEATURE], free_raw_data=True)
+    data = lightgbm.Dataset(features, labels, feature_name=list(rf.FEATURES),
+                            categorical_feature=[rf.TYPE_FEATURE], free_raw_data=True)
     booster = lightgbm.train(params, data, num_boost_round=TREES)
     return Ranker(booster.model_to_string(), threads)
 
 
+class _Known:
+    """The candidates and features ``choose`` built for its users (at most ``budget`` bytes:
+    users beyond it are not kept, and nothing is copied to merge the batches), to measure the
+    cross-fitted pair on those users without building them again. Valid only for the LightFM
+    scores they were built from."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.parts: list[tuple[np.ndarray, ...]] = []  # per batch: rows, then Batch fields
+        self.blocks: list[tuple[int, int]] = []
+        self.users = np.zeros(0, np.int64)  # every kept row, in the order added
+        self.starts = np.zeros(0, np.int64)  # where each batch's rows start in ``users``
+
+    def add(self, rows: np.ndarray, b: Batch) -> None:
+        kept = (rows, b.columns, b.valid, b.rank, b.new,
+                b.features.reshape(*b.columns.shape, -1))
+        size = sum(a.nbytes for a in kept)
+        if size <= self.budget:
+            self.budget -= size
+            self.parts.append(kept)
+            self.blocks = b.blocks
+            self.starts = np.append(self.starts, len(self.users))
+            self.users = np.concatenate((self.users, rows))
+
+    def find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: whether it is kept, and where (``choose`` adds rows in increasing order)."""
+        if not self.parts:
+            return np.zeros(len(rows), bool), np.zeros(len(rows), np.int64)
+        at = np.minimum(np.searchsorted(self.users, rows), len(self.users) - 1)
+        return self.users[at] == rows, at
+
+    def batch(self, lightfm: np.ndarray, history: sp.csr_matrix, at: np.ndarray,
+              sig: Signals) -> Batch:
+        """The batch ``rf.batch`` would give for the kept users at ``at``: their blend is
+        computed again (it is users x items), the rest is the kept one."""
+        part = np.searchsorted(self.starts, at, "right") - 1
+        fields = [np.empty((len(at), *f.shape[1:]), f.dtype) for f in self.parts[0][1:]]
+        for p in np.unique(part):
+            mine = part == p
+            for out, kept in zip(fields, self.parts[p][1:], strict=True):
+                out[mine] = kept[at[mine] - self.starts[p]]
+        columns, valid, rank, new, features = fields
+        history = itemitem.binary(history)
+        blend = rf.blend_parts(lightfm, history, sig)[0]
+        return Batch(columns, valid, rank, self.blocks, new, np.diff(history.indptr) > 0,
+                     features.reshape(-1, features.shape[-1]), blend)
+
+
 def cross_fitted(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix,
-                 sig: Signals, halves: list[Ranker]) -> ScoreFn:
-    """Scores where each user is ranked by the half-model that did not learn from them."""
-    def score(rows: np.ndarray) -> np.ndarray:
-        b = batch(lightfm(rows), history[rows], repeats[rows], sig)
+                 sig: Signals, halves: list[Ranker], known: _Known | None = None) -> ScoreFn:
+    """Scores where each user is ranked by the half-model that did not learn from them;
+    ``known``: candidates and features already built from these ``lightfm`` scores."""
+    def predicted(b: Batch, rows: np.ndarray) -> np.ndarray:
         side = np.repeat(rows % 2, b.columns.shape[1])
-        return ranked(b, np.where(side == 0, halves[1].predict(b.features),
-                                  halves[0].predict(b.features)))
+        values = np.empty(len(side))
+        for half in (0, 1):  # each candidate predicted by one half only: half the trees' work
+            mine = side == half
+            if mine.any():
+                values[mine] = halves[1 - half].predict(b.features[mine])
+        return ranked(b, values)
+
+    kept = _Known(0) if known is None else known
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        scores = lightfm(rows)
+        hit, at = kept.find(rows)
+        if not hit.any():
+            return predicted(batch(scores, history[rows], repeats[rows], sig), rows)
+        out = np.empty(scores.shape, np.float32)  # ranked's type: the blend's
+        cached = kept.batch(scores[hit], history[rows[hit]], at[hit], sig)
+        out[hit] = predicted(cached, rows[hit])
+        fresh = ~hit
+        if fresh.any():
+            built = batch(scores[fresh], history[rows[fresh]], repeats[rows[fresh]], sig)
+            out[fresh] = predicted(built, rows[fresh])
+        return out
 
     return score
 
@@ -273,10 +216,11 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
     users = np.flatnonzero(np.diff(held_out.indptr) > 0)
     if len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    features, labels, owners = [], [], []
+    features, labels, owners, known = [], [], [], _Known(CACHE_BYTES)
     for start in range(0, len(users), BATCH_USERS):
         rows = users[start:start + BATCH_USERS]
         b = batch(lightfm(rows), train_part[rows], repeats[rows], sig)
+        known.add(rows, b)
         hits = np.asarray(held_out[rows][np.arange(len(rows))[:, None], b.columns].todense())
         keep = (b.valid & ~b.new).ravel()  # the ranker never moves items nobody used
         features.append(b.features[keep])
@@ -292,8 +236,9 @@ def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,
     for half in (0, 1):
         say(f"re-ranker: LightGBM fit {half + 1} of 3", True)
         halves.append(train_ranker(x[side == half], y[side == half], threads, seed))
-    reranked = cross_fitted(lightfm, train_part, repeats, sig, halves)
+    reranked = cross_fitted(lightfm, train_part, repeats, sig, halves, known)
     precision = {"blend": blend_precision, "reranked": measure(reranked)}
+    del reranked, known  # before the last fit: it needs only x and y
     if precision["reranked"] <= precision["blend"]:
         return Choice(None, precision, "no better than the blend on validation")
     say("re-ranker: LightGBM fit 3 of 3", True)

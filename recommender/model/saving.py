@@ -15,11 +15,12 @@ from published.savedmodel import (
 from recommender.ingest.export import TenantExport
 from recommender.model import rerank
 from recommender.model.features import FeatureSet
+from recommender.model.itemitem import ItemItem
 from recommender.model.train import LightFM, representations
 
 
 def saved_model(data: TenantExport, model: LightFM, fs: FeatureSet,
-                item_item: np.ndarray | None = None, blend_weight: float = 0.0,
+                item_item: ItemItem | None = None, blend_weight: float = 0.0,
                 ranker: rerank.Ranker | None = None) -> SavedModel:
     """The tenant's model; ``item_item`` (with its ``blend_weight``) when the lists blend it,
     ``ranker`` when they are re-ranked."""
@@ -28,8 +29,12 @@ def saved_model(data: TenantExport, model: LightFM, fs: FeatureSet,
     popularity = np.diff(positives.tocsc().indptr).astype(np.float32) / max(len(data.users), 1)
     user_names = fs.user_feature_names or [f"user:{u}" for u in data.users.ids]
     item_names = fs.item_feature_names or list(data.items.keys)
-    blend = (None if item_item is None or blend_weight == 0.0 else
-             Blend(item_item.astype(np.float32), blend_weight))
+    blend = None
+    if item_item is not None and blend_weight != 0.0:
+        weights = item_item.weights
+        blend = Blend(weights.indptr.astype(np.int64), weights.indices.astype(np.int32),
+                      weights.data.astype(np.float32), item_item.cosine.data.astype(np.float32),
+                      blend_weight)
     reranked = None
     if blend is not None and ranker is not None:
         rows = np.repeat(np.arange(positives.shape[0]), np.diff(positives.indptr))

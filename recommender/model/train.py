@@ -20,8 +20,9 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from published.savedmodel import PARAMETERS, SIDES
-from recommender.model import checkpoint, ensemble, itemitem, rerank
+from recommender.model import checkpoint, ensemble, itemsearch, rerank
 from recommender.model.features import FeatureSet
+from recommender.model.itemitem import ItemItem
 from recommender.model.params import TrainParams
 from recommender.model.ranking import ScoreFn, split_per_user
 from recommender.model.validation import Validation
@@ -47,11 +48,11 @@ class FitResult:
     warm_baseline: float | None = None
     held_out_pairs: int = 0  # the validation pairs (new pairs only in an incremental fit)
     # The item-item part on all interactions, blended at ``blend.weight``; None: LightFM alone.
-    item_item: np.ndarray | None = None
+    item_item: ItemItem | None = None
     layers: ensemble.Ensemble = field(default_factory=ensemble.Ensemble)
 
     @property
-    def blend(self) -> itemitem.Choice:
+    def blend(self) -> itemsearch.Choice:
         return self.layers.blend
 
     @property
@@ -204,10 +205,10 @@ def _finish(split: Validation, runs: list[_Run], best: _Run, num_threads: int,
     with timed(seconds, "refit"):
         final = warm_model(params, fs, warm) if warm else _new_model(params, fs)
         _refit(final, fs, epochs, num_threads, say)
-    if layers.blend.lam is not None and layers.blend.weight:
+    if layers.blend.used:
         say("item-item layer: refit on all interactions", False)
     with timed(seconds, "item_item"):
-        item_item = layers.final_item_item(fs.interactions)
+        item_item = layers.final_item_item(fs.interactions, num_threads)
     layers.release_validation()
     log.debug("%s: identity share %s, best epoch %d, curve %s, blend %s, saved model %s",
               f"incremental fit from {warm.source_version}" if warm else f"fit {asdict(params)}",

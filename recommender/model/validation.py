@@ -10,12 +10,13 @@ scores measured here come from recommender.model.train, which owns the LightFM m
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from recommender.model import ensemble
+from recommender.model import ensemble, itemsearch
 from recommender.model.features import FeatureSet
 from recommender.model.params import TrainParams
 from recommender.model.ranking import ScoreFn, ranking_metrics
@@ -56,16 +57,18 @@ class Validation:
         measured on more users than the per-epoch check: the grid's steps are small."""
         params = self.params
 
-        def measure(score: ScoreFn) -> float:
-            return ranking_metrics(score, self.train_part, self.held_out, k=10,
-                                   max_users=params.blend_validation_users, seed=params.seed,
-                                   with_auc=False)["precision"]
+        def on(users: int) -> Callable[[ScoreFn], float]:
+            return lambda score: ranking_metrics(
+                score, self.train_part, self.held_out, k=10, max_users=users, seed=params.seed,
+                with_auc=False)["precision"]
 
-        search = ensemble.Search(params.item_item_lambdas, params.blend_weights,
-                                 params.item_item_max_items, params.rerank, params.rerank_users,
-                                 params.seed)
+        space = itemsearch.Space(params.item_item_neighbours, params.item_item_lambdas,
+                                 params.blend_weights, params.finer_blend_weights,
+                                 params.item_item_dense_items)
+        search = ensemble.Search(space, params.rerank, params.rerank_users, params.seed)
         layers = ensemble.choose(lightfm, self.train_part, fs.repeats, self.held_out,
-                                 fs.item_types, measure, search, num_threads, say)
+                                 fs.item_types, on(params.blend_validation_users),
+                                 on(params.layer_search_users), search, num_threads, say)
         for reason in (layers.blend.reason, layers.rerank.reason):
             if reason:
                 log.info("layers on top of LightFM: %s", reason)

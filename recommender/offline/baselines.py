@@ -1,4 +1,5 @@
-"""Reference recommenders for the evaluation: popularity, item-kNN (cosine) and EASE^R.
+"""Reference recommenders for the evaluation: popularity, item-kNN (cosine), EASE^R and
+EASE^R on each item's nearest items (the production item-item part alone).
 
 They only see the training interactions (users x items, 1 per pair) and return a score function
 ``rows -> users x items`` for recommender.model.ranking. None of them can place an item nobody has
@@ -13,12 +14,15 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from recommender.model import itemsearch
 from recommender.model.itemitem import binary as _binary
 from recommender.model.itemitem import ease_weights, gram
 from recommender.model.ranking import ScoreFn, ranking_metrics, split_per_user
 
 EASE_LAMBDAS = (1.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 3000.0)
-EASE_MAX_ITEMS = 20000  # a dense items x items inverse beyond this costs minutes and gigabytes
+EASE_MAX_ITEMS = 12000  # dense inverses past this take 10+ minutes per lambda here
+SPARSE_EASE_GRID = ((25, 50.0), (25, 200.0), (100, 100.0), (100, 400.0), (200, 200.0),
+                    (200, 800.0))
 KNN_NEIGHBOURS = 100
 _TIE_BREAK = 1e-6
 
@@ -95,3 +99,27 @@ def tune_ease(train: sp.spmatrix, seed: int = 0,
         scores[lam] = ranking_metrics(scored, fit_part, held, k=10, max_users=5000, seed=seed,
                                       with_auc=False)["precision"]
     return max(scores, key=lambda lam: scores[lam]), scores
+
+
+def sparse_ease(train: sp.spmatrix, k: int, lam: float, threads: int = 1) -> ScoreFn:
+    matrix = _binary(train)
+    part = itemsearch.fit_parts(matrix, [(k, lam)], threads)[(k, lam)]
+    return _with_history(matrix, part.weights)
+
+
+def tune_sparse_ease(train: sp.spmatrix, seed: int = 0, threads: int = 1,
+                     grid: Sequence[tuple[int, float]] = SPARSE_EASE_GRID,
+                     ) -> tuple[tuple[int, float], dict[str, float]]:
+    """The (k, lambda) with the best precision@10 on the same validation split as
+    ``tune_ease``; every setting is fitted from one Gram matrix."""
+    matrix = _binary(train)
+    fit_part, held = split_per_user(matrix, 0.2, seed + 1)
+    most = matrix.shape[1] - 2
+    grid = list(dict.fromkeys((min(k, most), lam) for k, lam in grid))
+    parts = itemsearch.fit_parts(fit_part, grid, threads)
+    scores = {setting: ranking_metrics(_with_history(fit_part, part.weights), fit_part, held,
+                                       k=10, max_users=5000, seed=seed,
+                                       with_auc=False)["precision"]
+              for setting, part in parts.items()}
+    best = max(scores, key=lambda setting: scores[setting])
+    return best, {f"{k}/{lam:g}": value for (k, lam), value in scores.items()}

@@ -31,7 +31,9 @@ ORIGINAL = train.TrainParams(components=50, loss="warp", learning_schedule="adad
 @dataclass
 class Fitted:
     name: str
-    kind: str  # "baseline" or "model" (a production configuration)
+    # "baseline", "model" (a production configuration) or "part" (a production fit without its
+    # layers: the same for users without history, so it has no cold-start measure of its own)
+    kind: str
     score: ScoreFn
     seconds: float
     cost: int = 0  # epochs x components summed over every LightFM fit; 0 for closed forms
@@ -60,17 +62,30 @@ def production_scorer(fitted: train.FitResult) -> ScoreFn:
 
 def fit_production(data: TenantExport, mode: str, threads: int,
                    params: train.TrainParams | None = None) -> Fitted:
+    return fit_production_and_part(data, mode, threads, params)[0]
+
+
+def fit_production_and_part(data: TenantExport, mode: str, threads: int,
+                            params: train.TrainParams | None = None) -> tuple[Fitted, Fitted]:
+    """Production, and its LightFM model alone from the same fit (the layers left out)."""
     params = params or train.TrainParams()
     started = time.perf_counter()
     fitted = train.fit(features.build(data, mode), params, threads)
     seconds = time.perf_counter() - started
+    alone = Fitted(f"LightFM {mode} alone (production fit, no layers)", "part",
+                   lightfm_scorer(fitted), seconds)
+    return _production(fitted, mode, params, seconds), alone
+
+
+def _production(fitted: train.FitResult, mode: str, params: train.TrainParams,
+                seconds: float) -> Fitted:
     blend = fitted.blend
     return Fitted(f"LightFM {mode} (production)", "model", production_scorer(fitted),
                   seconds, fitted.epochs_trained * params.components, len(fitted.candidates) + 1,
                   {"epochs": fitted.epochs, "identity_weight": fitted.identity_weight,
                    "validation_precision_at_10": fitted.validation.get("precision"),
                    "curves": fitted.candidates, "blend_weight": blend.weight,
-                   "item_item_lambda": blend.lam,
+                   "item_item_lambda": blend.lam, "item_item_neighbours": blend.k,
                    "blend_validation": {k: round(p, 4) for k, p in blend.precision.items()},
                    "reranked": fitted.ranker is not None,
                    "rerank_validation": {k: round(p, 4)
@@ -159,4 +174,10 @@ def fit_baselines(matrix: sp.csr_matrix, seed: int, lam: float | None = None) ->
         ease = baselines.ease(matrix, lam)
         models.append(Fitted("EASE^R", "baseline", ease, time.perf_counter() - started,
                              info={"lambda": lam, "validation": grid}))
+    started = time.perf_counter()
+    (k, near_lam), near_grid = baselines.tune_sparse_ease(matrix, seed)
+    models.append(Fitted("EASE^R on neighbours", "baseline",
+                         baselines.sparse_ease(matrix, k, near_lam),
+                         time.perf_counter() - started,
+                         info={"neighbours": k, "lambda": near_lam, "validation": near_grid}))
     return models

@@ -22,6 +22,7 @@ from recommender.offline.contenders import (
     fit_baselines,
     fit_original,
     fit_production,
+    fit_production_and_part,
 )
 from recommender.offline.splits import Split, cold_split, split
 from runtime.items import ITEM_TYPES
@@ -78,7 +79,7 @@ def _fit_models(part: Split, modes: tuple[str, ...], threads: int, seed: int,
         else:  # a mid-range point of the original's search space, for quick runs
             models.append(fit_original(part.train, mode, threads, chosen=(10, 50)))
         log.info("production %s", mode)
-        models.append(fit_production(part.train, mode, threads, params))
+        models.extend(fit_production_and_part(part.train, mode, threads, params))
     return models
 
 

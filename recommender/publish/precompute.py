@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from published.savedmodel import SavedModel
-from recommender.model import rerank
+from published.savedmodel import Blend, SavedModel
+from recommender.model import neighbours, rerank
+from recommender.model.itemitem import ItemItem
 from recommender.outcome import Say, quiet
 from recommender.publish import topk
 from recommender.publish.listsfile import Lists
@@ -35,8 +36,20 @@ def embeddings(model: SavedModel, threads: int = 1) -> topk.Embeddings:
         user_ids=model.user_ids, user_emb=model.user_emb, item_keys=model.item_keys.tolist(),
         item_numbers=model.item_numbers, item_types=model.item_types, item_emb=model.item_emb,
         item_bias=model.item_bias, positives=positives, popularity=model.popularity,
-        item_item=None if blend is None else blend.item_item,
+        item_item=None if blend is None else item_item_part(blend, positives),
         blend_weight=0.0 if blend is None else blend.weight, ranker=ranker, repeats=repeats)
+
+
+def item_item_part(blend: Blend, positives: sp.csr_matrix) -> ItemItem:
+    """The saved part as the scorer takes it; a model saved with a dense part has no cosine
+    stored, so it is computed from the interactions for the stored pairs."""
+    n = len(blend.indptr) - 1
+    weights = sp.csr_matrix((blend.weights, blend.indices, blend.indptr), shape=(n, n))
+    cosine = blend.cosine
+    if cosine is None:
+        rows = np.repeat(np.arange(n), np.diff(blend.indptr))
+        cosine = neighbours.cosine_at(neighbours.gram(positives), rows, blend.indices)
+    return ItemItem(weights, sp.csr_matrix((cosine, blend.indices, blend.indptr), shape=(n, n)))
 
 
 def lists(model: SavedModel, top_k: int, threads: int = 1,

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from published import packing
 from recommender.model import ensemble, rerank
+from recommender.model.itemitem import ItemItem
 from recommender.model.ranking import mask_rows, top_k
 from runtime.items import FAMILIES, ITEM_TYPES
 
@@ -37,7 +38,7 @@ class Embeddings:
     item_bias: np.ndarray  # float32 items
     positives: sp.csr_matrix  # users x items: the user already interacted with the item
     popularity: np.ndarray  # float32 items: share of users who interacted
-    item_item: np.ndarray | None = None  # float32 items x items, blended at ``blend_weight``
+    item_item: ItemItem | None = None  # blended at ``blend_weight``
     blend_weight: float = 0.0
     ranker: rerank.Ranker | None = None  # reorders the blend's candidates
     repeats: sp.csr_matrix | None = None  # users x items: the rating-1 pairs, for the ranker
@@ -92,7 +93,7 @@ def user_lists(emb: Embeddings, k: int,
     positives = emb.positives[:, order.perm].tocsr()
     item_item = None
     if emb.item_item is not None and emb.blend_weight:
-        item_item = np.ascontiguousarray(emb.item_item[np.ix_(order.perm, order.perm)])
+        item_item = emb.item_item.permuted(order.perm)
     repeats = None if emb.repeats is None else emb.repeats[:, order.perm].tocsr()
 
     def lightfm(rows: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ import requests
 from publish_fixture import publish_tiny_model
 from test_api_gunicorn import server, totara_get  # noqa: F401  (server is a fixture)
 
+from api import metrics
+
 pytestmark = pytest.mark.integration
 
 
@@ -36,7 +38,9 @@ def test_metrics_add_up_every_gunicorn_worker_and_report_tenants(server):  # noq
         totara_get(url, "/user-items", totara_user_id=999, item_type="container_course",
                    tenant=0, n_items=5)  # a cold user: the popularity list
     assert requests.get(url + "/user-items", timeout=2).status_code == 401
-    # Whichever worker answers the scrape, it reports the sum over both.
+    # Each worker writes its counts within TALLY_SECONDS (api/tally.py); after that, whichever
+    # worker answers the scrape reports the sum over both.
+    time.sleep(metrics.TALLY_SECONDS + 0.5)
     for _ in range(4):
         text = requests.get(url + "/metrics", timeout=2).text
         assert _sample(text, "totara_ml_http_requests_total", endpoint="user_items",
