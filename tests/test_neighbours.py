@@ -120,7 +120,7 @@ def test_dense_part_stores_every_pair_but_the_diagonal():
     co = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 2.0], [0.0, 2.0, 4.0]])
     weights = itemitem.ease_weights(co, 1.0)
     part = ItemItem.dense(weights, co)
-    assert part.nnz == 6
+    assert part.weights.nnz == 6
     np.testing.assert_allclose(part.weights.toarray(), weights, atol=1e-7)
     assert part.cosine[1, 2] == pytest.approx(2.0 / np.sqrt(8.0))
 

@@ -63,10 +63,6 @@ class ItemItem:
         return ItemItem.from_pairs(new[rows], new[self.weights.indices], self.weights.data,
                                    self.cosine.data, n)
 
-    @property
-    def nnz(self) -> int:
-        return int(self.weights.nnz)
-
 
 def binary(history: sp.spmatrix) -> sp.csr_matrix:
     """Users x items, 1.0 per stored pair, float32."""
@@ -130,4 +126,4 @@ def blend(scores: np.ndarray, history: sp.csr_matrix, part: ItemItem | None,
 
 def scored(history: sp.csr_matrix, matrix: sp.csr_matrix, dtype: type = np.float32) -> np.ndarray:
     """``history @ matrix`` as a dense rows x items array."""
-    return np.asarray((history @ matrix).toarray(), dtype=dtype)
+    return np.ascontiguousarray((history @ matrix).toarray(), dtype=dtype)

@@ -84,10 +84,11 @@ def fit_parts(history: sp.spmatrix, settings: list[tuple[int, float]], threads: 
         if near is None or near.k_max < min(k_max, co.shape[0] - 1):
             near = neighbours.nearest(co, k_max)
         parts.update(neighbours.fit(near, sparse, threads))
-    for k, lam in settings:
-        if k == ALL:
-            full = co.toarray().astype(np.float64)
-            parts[(k, lam)] = ItemItem.dense(itemitem.ease_weights(full, lam), full)
+    dense = [lam for k, lam in settings if k == ALL]
+    if dense:
+        full = co.toarray().astype(np.float64)
+        for lam in dense:
+            parts[(ALL, lam)] = ItemItem.dense(itemitem.ease_weights(full, lam), full)
     return parts
 
 

@@ -82,11 +82,6 @@ def _z(scores: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
     return scores
 
 
-def _dense(product: sp.spmatrix) -> np.ndarray:
-    """A batch's users x items product as a C-ordered float32 array."""
-    return np.ascontiguousarray(product.toarray(), dtype=np.float32)
-
-
 def _candidates(blend: np.ndarray, types: np.ndarray,
                 n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]]]:
     """Per type the ``n`` best columns by ``blend``: (columns, rank within the type, valid,
@@ -196,7 +191,7 @@ def blend_parts(lightfm: np.ndarray, history: sp.csr_matrix,
     item-item part's standardised, the item-item part's raw, LightFM's raw). ``history`` is
     binary; ``lightfm`` is overwritten."""
     raw_lightfm = lightfm.copy()
-    item_item = _dense(history @ sig.item_item)
+    item_item = itemitem.scored(history, sig.item_item)
     lightfm_z = _z(lightfm, history)
     item_item_z = _z(item_item.copy(), history)
     blend = lightfm_z + sig.weight * item_item_z
@@ -219,8 +214,8 @@ def batch(lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix, s
         (np.ones(len(sig.types), np.float32), (np.arange(len(sig.types)), sig.types)))
     type_share = per_type.toarray() / np.maximum(n_history, 1)[:, None]
     largest_cosine, close, largest_weight = _over_cosine_and_weights(history, sig, columns)
-    knn_z = _z(_dense(history @ sig.cosine), history)
-    repeats_z = _z(_dense(repeats @ sig.item_item), history)
+    knn_z = _z(itemitem.scored(history, sig.cosine), history)
+    repeats_z = _z(itemitem.scored(repeats, sig.item_item), history)
     user_repeats = np.diff(repeats.indptr) / np.maximum(n_history, 1)
     per_user = np.ones_like(columns, dtype=np.float32)
     candidate_types = sig.types[columns]
