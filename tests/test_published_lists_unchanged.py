@@ -1,8 +1,8 @@
 """No change moves an answer unnoticed: training the demo export with a fixed seed publishes
 exactly the lists, model arrays and meta recorded in tests/fixtures/published_lists_seed5.json,
 and restoring the saved models republishes them. The fixture was recorded before the redesign
-moved the code, and recorded again when the item-item part became sparse (issue 16), the one
-change meant to move the lists."""
+moved the code, and recorded again for the two changes meant to move the lists: the item-item
+part became sparse, and the re-ranker learns from a sample of the negatives (issue 16)."""
 
 from __future__ import annotations
 
