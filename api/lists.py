@@ -1,7 +1,8 @@
 """The lists /user-items and /similar-items serve, as arrays: the explorer shows the same ones.
 
 Both endpoints and the explorer call these functions, so what the explorer shows is what Totara
-gets, by construction; they differ only in how they format the answer.
+gets, by construction; they differ only in how they format the answer. A stored value that does
+not decode is answered as if it were absent, and logged.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from api.foldin import ModelArrays
 from api.reader import Reader, Version
 from published import packing
+from runtime.errors import CorruptListError
 from runtime.items import TYPE_CODE, item_key, parse_item_key
 
 _ARTICLE = TYPE_CODE["engage_article"]
@@ -79,10 +81,14 @@ def _first(found: tuple[np.ndarray, np.ndarray], n_items: int) -> tuple[list, li
 
 def user_list(reader: ListReader, version: Version, user_id: int, type_code: int,
               n_items: int) -> UserList:
-    """The first ``n_items`` entries of the user's list of ``type_code``, as Python numbers."""
+    """The first ``n_items`` entries of the user's list of ``type_code``, as Python numbers;
+    without a (readable) published list: fold-in, else the popularity list."""
     blob = reader.user_lists(version, user_id)
     if blob is not None:
-        return UserList(*packing.head(blob, type_code, n_items), Source.PUBLISHED)
+        try:
+            return UserList(*packing.head(blob, type_code, n_items), Source.PUBLISHED)
+        except CorruptListError as exc:  # answered as a user without a list is
+            version.unreadable(f"the published lists of user {user_id}", exc)
     events = reader.recent_events(version.tenant, user_id)
     if events:
         model = reader.model(version)
@@ -94,7 +100,8 @@ def user_list(reader: ListReader, version: Version, user_id: int, type_code: int
 
 def similar_list(reader: ListReader, version: Version,
                  item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The item's similar items, best first, never itself; None for an unknown item."""
+    """The item's similar items, best first, never itself; None for an unknown item (or one
+    whose list does not decode)."""
     parsed = parse_item_key(item_id)
     if parsed is None:
         return None
@@ -107,7 +114,11 @@ def similar_list(reader: ListReader, version: Version,
     blob = next((b for b in reader.similar_lists(version, number, fields) if b), None)
     if blob is None:
         return None
-    ids, scores = packing.unpack(blob, 0)
+    try:
+        ids, scores = packing.unpack(blob, 0)
+    except CorruptListError as exc:
+        version.unreadable(f"the similar items of {item_id}", exc)
+        return None
     itself = ids == number
     if itself.any():  # the publisher never stores it; this keeps the promise regardless
         ids, scores = ids[~itself], scores[~itself]

@@ -9,6 +9,7 @@ current. Entries are replaced whole, never mutated, so gthread workers need no l
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,9 @@ import redis
 from api.foldin import ModelArrays
 from published import keys, packing, recent
 from published.savedmodel import FOLDIN_FIELDS
+from runtime.errors import CorruptListError
+
+log = logging.getLogger(__name__)
 
 # Bounds the per-tenant cache against requests naming many made-up tenants.
 MAX_CACHED_TENANTS = 4096
@@ -27,7 +31,8 @@ MAX_CACHED_TENANTS = 4096
 class Version:
     """One published version of a tenant, as long as it is current."""
 
-    __slots__ = ("tenant", "version", "meta", "status", "popular", "_model", "_loaded", "_lock")
+    __slots__ = ("tenant", "version", "meta", "status", "popular", "_model", "_loaded", "_lock",
+                 "_warned")
 
     def __init__(self, tenant: str, version: str, meta: dict[str, str],
                  popular: bytes | None) -> None:
@@ -40,11 +45,25 @@ class Version:
         self._model: ModelArrays | None = None
         self._loaded = False
         self._lock = threading.Lock()
+        self._warned = False
 
     def popular_list(self, type_code: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.popular is None:
-            return np.empty(0, "<u4"), np.empty(0, "<f4")
-        return packing.unpack(self.popular, type_code)
+        """The popularity list of a type; empty when there is none or it cannot be read."""
+        if self.popular is not None:
+            try:
+                return packing.unpack(self.popular, type_code)
+            except CorruptListError as exc:
+                self.unreadable("the popularity list", exc)
+        return np.empty(0, "<u4"), np.empty(0, "<f4")
+
+    def unreadable(self, what: str, exc: CorruptListError) -> None:
+        """Log a value of this version that does not decode, answered without: a warning the
+        first time, DEBUG after (damaged values would otherwise log a line per request)."""
+        level = logging.DEBUG if self._warned else logging.WARNING
+        self._warned = True
+        log.log(level, "tenant %s version %s: %s cannot be read (%s); answered without it, "
+                "further unreadable values of this version are logged at DEBUG", self.tenant,
+                self.version, what, exc)
 
     def model(self, client: redis.Redis) -> ModelArrays | None:
         """The fold-in arrays, read once per version (several MB: never per request)."""

@@ -75,6 +75,12 @@ class LockLostError(RetryableError):
     Retryable: nothing was published, and the next attempt takes the lock again."""
 
 
+class CorruptListError(ServiceError, ValueError):
+    """A packed list value (published.packing) that does not decode: empty, truncated, counts
+    that do not match its length, an unknown format. Readers answer without it (api.lists); a
+    ValueError for callers that catch that."""
+
+
 # -- training: ingest, model store ----------------------------------------------------------
 
 

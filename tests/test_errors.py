@@ -45,6 +45,7 @@ def test_every_error_derives_from_the_service_base():
 @pytest.mark.parametrize("cls,builtin", [
     (errors.ConfigError, ValueError), (errors.InvalidEvent, ValueError),
     (errors.StaleVersionError, RuntimeError), (errors.ModelStoreError, OSError),
+    (errors.CorruptListError, ValueError),
 ])
 def test_errors_keep_the_builtin_base_their_callers_catch(cls, builtin):
     assert issubclass(cls, builtin)

@@ -31,6 +31,7 @@ DEAD_LETTERED = [
     errors.ExportError("user_interactions_7.csv line 3: 2 fields, expected 4"),
     errors.BadFile("items_7.csv: the file is missing"),
     errors.StaleVersionError("version 1 of tenant 7 was not published: a newer one is current"),
+    errors.CorruptListError("a packed list of 7 bytes does not hold its counts"),
     errors.ConfigError("ML_TOP_K='x': expected a whole number from 1 to 1000"),
     errors.InvalidEvent("tenant must be a tenant id (digits), got 'x'"),
     errors.BadRequest("Bad request: missing parameter tenant"),

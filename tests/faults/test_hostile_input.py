@@ -2,8 +2,9 @@
 
 Huge numbers, 10 kB ids, other scripts' digits, control characters, repeated parameters, CR/LF
 in values and headers, oversized request lines and headers: each gets the failure envelope or a
-4xx, never a 5xx, never a stack trace, never a header of the caller's making. Data that is
-damaged inside Redis gives a bare 500 in production and the exception's name only with ML_DEV.
+4xx, never a 5xx, never a stack trace, never a header of the caller's making. A damaged list
+value in Redis is answered as if absent and logged once; a key of the wrong type gives a bare 500
+in production and the exception's name only with ML_DEV.
 """
 
 from __future__ import annotations
@@ -144,13 +145,34 @@ def test_oversized_or_malformed_requests_are_refused_with_a_4xx(server, what):
     assert not any(mark in body for mark in TRACE_MARKS), body[:300]
 
 
-def test_damaged_data_in_redis_is_a_bare_500_in_production_and_named_only_in_dev(server):
-    api, dev, client, root = server
+def test_a_damaged_list_in_redis_is_answered_without_it_and_logged_without_a_trace(server):
+    api, _, client, root = server
     # Given user 2's stored lists are garbage (a bug or a tampered Redis)
     version = versions.current_version(client, "0")
     bucket = keys.user_bucket("0", version, 2)
     original = client.hget(bucket, "2")
     client.hset(bucket, "2", b"\xff\x07garbage")
+    logged_before = len((root / "api.log").read_text())
+    try:
+        # Then they are answered as a user without a list is: the popularity list
+        for _ in range(2):
+            status, _, body = raw_get(api.port, "/user-items?" + _query(**USER))
+            assert status == 200 and json.loads(body)["success"] is True, body[:300]
+    finally:
+        client.hset(bucket, "2", original)
+    log = (root / "api.log").read_text()[logged_before:]
+    assert log.count("published lists of user 2 cannot be read") == 1
+    assert "unknown packed list format 255" in log and "Traceback" not in log
+
+
+def test_a_key_of_the_wrong_type_is_a_bare_500_in_production_and_named_only_in_dev(server):
+    api, dev, client, root = server
+    # Given user 2's bucket is not a hash any more (a bug or a tampered Redis)
+    version = versions.current_version(client, "0")
+    bucket = keys.user_bucket("0", version, 2)
+    original = client.hgetall(bucket)
+    client.delete(bucket)
+    client.set(bucket, b"\xff\x07garbage")
     try:
         status, _, body = raw_get(api.port, "/user-items?" + _query(**USER))
         assert status == 500
@@ -160,6 +182,7 @@ def test_damaged_data_in_redis_is_a_bare_500_in_production_and_named_only_in_dev
         message = json.loads(body)["msg"]
         assert message.startswith("Internal server error: ") and "Traceback" not in message
     finally:
-        client.hset(bucket, "2", original)
+        client.delete(bucket)
+        client.hset(bucket, mapping=original)
     # The details are in the server's log, for its operators
     assert "Traceback" in (root / "api.log").read_text()
