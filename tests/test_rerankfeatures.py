@@ -1,6 +1,8 @@
 """The re-ranker's candidates and features on sparse item-item inputs: against brute force on
 the dense form of the same matrices, and, with every pair stored, equal to the dense features."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -102,13 +104,20 @@ def _over_history_cases(draw):
     rows, cols = np.nonzero(stored)
     matrix = sp.csr_matrix((values[rows, cols], (rows, cols)), shape=(n_items, n_items))
     columns = rng.integers(0, n_items, (n_users, draw(st.integers(1, 6))))
-    return history, matrix, columns, draw(st.floats(-1.0, 1.0))
+    # Lookup tables of a few users' cells at a time, down to one user's
+    cells = draw(st.sampled_from([1, n_items * 2, rf.CELLS]))
+    return history, matrix, columns, draw(st.floats(-1.0, 1.0)), cells
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_over_history_cases())
 def test_the_sparse_largest_and_close_count_over_history_equal_the_dense_ones(case):
-    history, matrix, columns, close = case
+    history, matrix, columns, close, cells = case
+    with mock.patch.object(rf, "CELLS", cells):
+        _sparse_over_history_equals_the_dense(history, matrix, columns, close)
+
+
+def _sparse_over_history_equals_the_dense(history, matrix, columns, close):
     largest, above = rf._over_history(history, matrix, columns, close)
     want_largest, want_above = dense_over_history(history, matrix.toarray(), columns, close)
     np.testing.assert_array_equal(largest, want_largest)

@@ -16,6 +16,9 @@ import scipy.sparse as sp
 from recommender.model import itemitem
 
 CANDIDATES = 50  # per item type: the published lists' default length (ML_TOP_K)
+# Users x items cells in a chunk of ``_stored_over_history``'s lookup table (int32 slots):
+# 32 MB at most, whatever the catalogue's size, and cell numbers fit in int32.
+CELLS = 1 << 23
 CLOSE = 0.3  # cosine above which a history item counts as close to a candidate
 FEATURES = ("lightfm_z", "item_item_z", "blend", "item_item", "lightfm", "type_rank",
             "log_popularity", "log_history", "type", "type_share", "max_cosine", "close_items",
@@ -90,7 +93,8 @@ def _candidates(blend: np.ndarray, types: np.ndarray,
     for code in np.unique(types):
         members = np.flatnonzero(types == code)
         take = min(n, len(members))
-        block = blend[:, members]
+        contiguous = members[-1] - members[0] + 1 == len(members)  # as precompute orders them
+        block = blend[:, members[0]:members[-1] + 1] if contiguous else blend[:, members]
         best = np.argpartition(block, len(members) - take, axis=1)[:, len(members) - take:]
         order = np.argsort(-np.take_along_axis(block, best, axis=1), axis=1, kind="stable")
         columns.append(members[np.take_along_axis(best, order, axis=1)])
@@ -107,37 +111,49 @@ def _stored_over_history(history: sp.csr_matrix, pattern: sp.csr_matrix,
                          closes: list[float]) -> tuple[np.ndarray, list[tuple[np.ndarray, ...]]]:
     """Per (user, candidate), over the pairs ``pattern`` stores in the rows of the user's
     history items: how many, and per array of ``data`` (values on those pairs, in the order of
-    ``pattern.data``) their maximum and how many exceed its ``closes``; 0 where none is."""
-    n_users, n_items = columns.shape[0], pattern.shape[1]
-    # The history items' rows one after another: the cost is the nnz of those rows.
-    first = pattern.indptr[history.indices]
-    lengths = pattern.indptr[history.indices + 1] - first
-    positions = (np.arange(lengths.sum(), dtype=np.int64)
-                 + np.repeat(first - (np.cumsum(lengths) - lengths), lengths))
-    owner = np.repeat(np.repeat(np.arange(n_users), np.diff(history.indptr)), lengths)
-    wanted = np.zeros((n_users, n_items), bool)  # users x items, like the batch's scores
-    wanted[np.arange(n_users)[:, None], columns] = True
-    keep = wanted[owner, pattern.indices[positions]]
-    positions = positions[keep]
-    keys = owner[keep].astype(np.int64) * n_items + pattern.indices[positions]
-    order = np.argsort(keys, kind="stable")
-    keys, positions = keys[order], positions[order]
-    if len(keys) == 0:
-        zero = np.zeros(columns.shape)
-        return zero, [(zero, zero) for _ in data]
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    unique = keys[starts]
-    target = np.arange(n_users, dtype=np.int64)[:, None] * n_items + columns
-    at = np.minimum(np.searchsorted(unique, target), len(unique) - 1)
-    found = unique[at] == target
+    ``pattern.data``) their maximum and how many exceed its ``closes``; 0 where none is.
 
-    def read(per_key: np.ndarray) -> np.ndarray:
-        return np.where(found, per_key[at], 0)
+    Each stored pair is looked up in a users x items table of candidate slots and the pairs
+    that land on one are reduced per slot (``ufunc.at``, ``bincount``: no sort), a few users at
+    a time so that a table holds at most ``CELLS``."""
+    n_items, width = pattern.shape[1], columns.shape[1]
+    stored = np.zeros(columns.shape, np.int64)
+    reduced = [(np.zeros(columns.shape, values.dtype), np.zeros(columns.shape, np.int64))
+               for values in data]
+    step = max(1, CELLS // max(n_items, 1))
+    for lo in range(0, columns.shape[0], step):
+        part = history[lo:lo + step]
+        cells, positions = _history_pairs(part, pattern)
+        target = (np.arange(part.shape[0])[:, None] * n_items + columns[lo:lo + step]).ravel()
+        slot_of = np.full(part.shape[0] * n_items, -1, np.int32)
+        slot_of[target] = np.arange(len(target), dtype=np.int32)
+        at = slot_of[target]  # a candidate listed twice reads the slot both share
+        slots = slot_of[cells]
+        hit = slots >= 0
+        slots, positions = slots[hit], positions[hit]
+        found = np.bincount(slots, minlength=len(target))[at].reshape(-1, width)
+        stored[lo:lo + step] = found
+        for (largest, above), values, close in zip(reduced, data, closes, strict=True):
+            picked = values[positions]
+            best = np.full(len(target), -np.inf, values.dtype)
+            np.maximum.at(best, slots, picked)
+            largest[lo:lo + step] = np.where(found > 0, best[at].reshape(found.shape), 0)
+            counted = np.bincount(slots[picked > close], minlength=len(target))
+            above[lo:lo + step] = counted[at].reshape(found.shape)
+    return stored, reduced
 
-    stored = read(np.diff(np.append(starts, len(keys))))
-    return stored, [(read(np.maximum.reduceat(values[positions], starts)),
-                     read(np.add.reduceat(values[positions] > close, starts, dtype=np.int64)))
-                    for values, close in zip(data, closes, strict=True)]
+
+def _history_pairs(history: sp.csr_matrix, pattern: sp.csr_matrix) -> tuple[np.ndarray, ...]:
+    """The pairs ``pattern`` stores in the rows of each user's history items, one after
+    another (the cost is the nnz of those rows): each one's users x items cell
+    (``user * n_items + column``, int32: a chunk has at most ``CELLS``) and its position in
+    ``pattern.data``."""
+    index = np.int32 if pattern.nnz < np.iinfo(np.int32).max else np.int64
+    where = sp.csr_matrix((np.arange(pattern.nnz, dtype=index), pattern.indices, pattern.indptr),
+                          shape=pattern.shape)[history.indices]  # scipy copies row by row
+    first = np.arange(history.shape[0], dtype=np.int32) * np.int32(pattern.shape[1])
+    owner = np.repeat(first, np.diff(history.indptr))
+    return np.repeat(owner, np.diff(where.indptr)) + where.indices, where.data
 
 
 def _over_pairs(history: sp.csr_matrix, pattern: sp.csr_matrix, data: list[np.ndarray],
@@ -225,6 +241,9 @@ def batch(lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix, s
              candidate_types.astype(np.float32), type_share[r, candidate_types],
              largest_cosine, close, largest_weight, knn_z[r, columns], repeats_z[r, columns],
              sig.repeat_share[columns], per_user * user_repeats[:, None])
-    features = np.stack([np.asarray(p, np.float32).ravel() for p in parts], axis=1)
+    features = np.empty((columns.size, len(parts)), np.float32)
+    for j, part in enumerate(parts):
+        features[:, j] = np.ravel(part)
+    np.nan_to_num(features, copy=False, posinf=0.0, neginf=0.0)
     return Batch(columns, valid, rank, blocks, sig.log_popularity[columns] == 0, n_history > 0,
-                 np.nan_to_num(features, posinf=0.0, neginf=0.0), blend)
+                 features, blend)
