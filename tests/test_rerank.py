@@ -182,24 +182,31 @@ def test_choose_needs_held_out_pairs_among_the_candidates_of_both_halves():
     assert chosen.ranker is None and "too few" in chosen.reason
 
 
-def _reranked_embeddings() -> tuple[topk.Embeddings, rerank.Ranker]:
-    emb = _random_embeddings(n_users=40, n_items=45)
+def reranked_embeddings(n_users: int = 40, n_items: int = 45, seed: int = 1,
+                        cold: int = 0) -> topk.Embeddings:
+    """Random embeddings with every layer on; the first ``cold`` users have no history."""
+    emb = _random_embeddings(n_users=n_users, n_items=n_items, seed=seed)
+    positives = emb.positives.tolil()
+    for row in range(min(cold, n_users)):
+        positives.rows[row], positives.data[row] = [], []
+    emb.positives = sp.csr_matrix(positives)
     co = itemitem.gram(emb.positives)
     emb.item_item = itemitem.ItemItem.dense(itemitem.ease_weights(co, 4.0), co)
-    emb.blend_weight = 1.0
+    emb.blend_weight = 0.5
     repeats = emb.positives.copy()
-    repeats.data[::2] = 0.0
+    repeats.data[::3] = 0.0
     repeats.eliminate_zeros()
     emb.repeats = repeats
-    rng = np.random.default_rng(14)
-    x = rng.normal(size=(500, len(rf.FEATURES))).astype(np.float32)
-    x[:, rf.TYPE_FEATURE] = rng.integers(0, 5, 500)
-    emb.ranker = rerank.train_ranker(x, x[:, 3] + x[:, 10] > 0, threads=1, seed=0)
-    return emb, emb.ranker
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(600, len(rf.FEATURES))).astype(np.float32)
+    x[:, rf.TYPE_FEATURE] = rng.integers(0, 5, 600)
+    emb.ranker = rerank.train_ranker(x, x[:, 3] - x[:, 10] > 0, threads=1, seed=seed)
+    return emb
 
 
 def test_user_lists_rank_by_the_re_ranked_score_per_type_without_seen_items():
-    emb, ranker = _reranked_embeddings()
+    emb = reranked_embeddings()
+    ranker = emb.ranker
     k = 5
     produced = dict(pair for batch in topk.user_lists(emb, k, batch=7) for pair in batch)
     lightfm = (emb.user_emb @ emb.item_emb.T + emb.item_bias).astype(np.float32)
@@ -209,7 +216,8 @@ def test_user_lists_rank_by_the_re_ranked_score_per_type_without_seen_items():
 
 
 def test_the_re_ranker_survives_the_saved_arrays_and_publishes_the_same_lists():
-    emb, ranker = _reranked_embeddings()
+    emb = reranked_embeddings()
+    ranker = emb.ranker
     no_features = FeatureParameters(np.asarray(["none"]), np.zeros((1, 1), np.float32),
                                     np.zeros(1, np.float32))
     model = SavedModel(
@@ -219,9 +227,9 @@ def test_the_re_ranker_survives_the_saved_arrays_and_publishes_the_same_lists():
         positives_indices=emb.positives.indices, popularity=emb.popularity,
         user_features=no_features, item_features=no_features,
         blend=Blend(emb.item_item.weights.indptr, emb.item_item.weights.indices,
-                    emb.item_item.weights.data, emb.item_item.cosine.data, 1.0),
+                    emb.item_item.weights.data, emb.item_item.cosine.data, emb.blend_weight),
         rerank=Rerank(ranker.as_array(), np.asarray(
-            emb.repeats[np.repeat(np.arange(40), np.diff(emb.positives.indptr)),
+            emb.repeats[np.repeat(np.arange(len(emb.user_ids)), np.diff(emb.positives.indptr)),
                         emb.positives.indices]).ravel().astype(np.uint8)))
     restored = precompute.embeddings(SavedModel.from_arrays(model.to_arrays()))
     assert restored.ranker is not None and restored.repeats is not None

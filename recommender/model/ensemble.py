@@ -24,6 +24,8 @@ from recommender.model.itemitem import ItemItem
 from recommender.outcome import Say, quiet
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]  # rows -> users x items (recommender.model.ranking)
+# rows -> per item type code: (columns, scores), users x k each, best first
+BestFn = Callable[[np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,22 @@ def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | No
     sig = rerankfeatures.signals(history, repeats, item_item.weights, item_item.cosine, weight,
                                  types)
     return lambda rows: ranker.scores(lightfm(rows), history[rows], repeats[rows], sig)
+
+
+def best_lists(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | None,
+               item_item: ItemItem | None, weight: float, ranker: rerank.Ranker | None,
+               types: np.ndarray, k: int) -> BestFn | None:
+    """The ``k`` best items per type by ``scorer``'s scores (per type code: columns and
+    scores, best first, seen items -inf at the end), found among the re-ranker's candidates
+    without ranking every item; None where that cannot be done (no re-ranker, or ``k`` more
+    than the candidates): then rank ``scorer``'s scores."""
+    if ranker is None or item_item is None or k > rerankfeatures.CANDIDATES:
+        return None
+    if repeats is None:
+        raise ValueError("a re-ranked model needs its rating-1 pairs")
+    sig = rerankfeatures.signals(history, repeats, item_item.weights, item_item.cosine, weight,
+                                 types)
+    return lambda rows: ranker.best(lightfm(rows), history[rows], repeats[rows], sig, k)
 
 
 def choose(lightfm: ScoreFn, train_part: sp.csr_matrix, repeats: sp.csr_matrix,

@@ -71,23 +71,44 @@ def _reorder(predicted: np.ndarray, movable: np.ndarray) -> np.ndarray:
     return np.where(movable, scores, fixed)
 
 
+def placed(b: Batch, predicted: np.ndarray) -> np.ndarray:
+    """The candidates' final scores (users x candidates, the blend's type): per type, by
+    ``predicted`` (in [0, 1]) except those of items nobody has used, which keep the place the
+    blend gave them (the ranker knows nothing of them; LightFM's features do); seen items -inf.
+    Users without history keep the blend's scores, which are LightFM's order: the ranker
+    learnt only from users with one."""
+    predicted = predicted.reshape(b.columns.shape)
+    out = np.empty(b.columns.shape, np.float64)
+    for lo, hi in b.blocks:
+        out[:, lo:hi] = _reorder(predicted[:, lo:hi], b.valid[:, lo:hi] & ~b.new[:, lo:hi])
+    out[~b.valid] = -np.inf
+    out = out.astype(b.blend.dtype)
+    out[~b.warm] = np.take_along_axis(b.blend[~b.warm], b.columns[~b.warm], axis=1)
+    return out
+
+
 def ranked(b: Batch, predicted: np.ndarray) -> np.ndarray:
-    """Users x items scores: per type, the candidates by ``predicted`` (in [0, 1]) except those
-    of items nobody has used, which keep the place the blend gave them (the ranker knows
-    nothing of them; LightFM's features do); every other unseen item below the candidates in
-    the blend's order; seen items -inf. Users without history keep the blend's scores, which
-    are LightFM's order: the ranker learnt only from users with one."""
+    """Users x items scores: the candidates ``placed``, every other unseen item below them in
+    the blend's order, seen items -inf."""
     top = np.max(b.blend, axis=1, keepdims=True)
     top[~np.isfinite(top)] = 0.0
     scores = b.blend - top - 1.0  # at most -1: under every prediction
-    predicted = predicted.reshape(b.columns.shape)
-    placed = np.empty(b.columns.shape, np.float64)
-    for lo, hi in b.blocks:
-        placed[:, lo:hi] = _reorder(predicted[:, lo:hi], b.valid[:, lo:hi] & ~b.new[:, lo:hi])
-    placed[~b.valid] = -np.inf
-    np.put_along_axis(scores, b.columns, placed.astype(scores.dtype), axis=1)
+    np.put_along_axis(scores, b.columns, placed(b, predicted), axis=1)
     scores[~b.warm] = b.blend[~b.warm]
     return scores
+
+
+def best_placed(b: Batch, scores: np.ndarray, types: np.ndarray,
+                k: int) -> dict[int, tuple[np.ndarray, ...]]:
+    """Per item type present (``types``: the items' codes, as ``rf.batch`` had them): the
+    columns and ``scores`` of each user's ``k`` best candidates, best first. They are the
+    type's ``k`` best items when ``k`` is at most the candidates: every other item is below."""
+    lists = {}
+    for code, (lo, hi) in zip(np.unique(types), b.blocks, strict=True):
+        order = np.argsort(-scores[:, lo:hi], axis=1, kind="stable")[:, :k]
+        lists[int(code)] = (np.take_along_axis(b.columns[:, lo:hi], order, axis=1),
+                            np.take_along_axis(scores[:, lo:hi], order, axis=1))
+    return lists
 
 
 class Ranker:
@@ -112,6 +133,15 @@ class Ranker:
                sig: Signals) -> np.ndarray:
         b = batch(lightfm, history, repeats, sig)
         return ranked(b, self.predict(b.features))
+
+    def best(self, lightfm: np.ndarray, history: sp.csr_matrix, repeats: sp.csr_matrix,
+             sig: Signals, k: int) -> dict[int, tuple[np.ndarray, ...]]:
+        """``best_placed``: what the ``k`` best of ``scores`` per type are, without ranking
+        every item; ``k`` at most ``rf.CANDIDATES``."""
+        if k > rf.CANDIDATES:
+            raise ValueError(f"k={k}: at most the {rf.CANDIDATES} candidates per type")
+        b = batch(lightfm, history, repeats, sig)
+        return best_placed(b, placed(b, self.predict(b.features)), sig.types, k)
 
 
 def negative_sample(labels: np.ndarray, seed: int,

@@ -101,18 +101,29 @@ def user_lists(emb: Embeddings, k: int,
         scores += bias
         return scores
 
+    types = emb.item_types[order.perm]
+    best = ensemble.best_lists(lightfm, positives, repeats, item_item, emb.blend_weight,
+                               emb.ranker, types, k)
     score = ensemble.scorer(lightfm, positives, repeats, item_item, emb.blend_weight,
-                            emb.ranker, emb.item_types[order.perm])
+                            emb.ranker, types) if best is None else None
     if emb.ranker is not None:
         batch = min(batch, rerank.BATCH_USERS)
     capacity = [min(k, hi - lo) for lo, hi in order.bounds]
     for start in range(0, len(emb.user_ids), batch):
-        scores = score(np.arange(start, min(start + batch, len(emb.user_ids))))
-        mask_rows(scores, positives, start)
-        sections = []
-        for lo, hi in order.bounds:
-            idx, vals = top_k(scores[:, lo:hi], k)
-            sections.append((numbers[lo + idx], vals))
+        rows = np.arange(start, min(start + batch, len(emb.user_ids)))
+        if best is not None:
+            found = best(rows)
+            empty = np.empty((len(rows), 0))
+            sections = [(numbers[found[code][0]], found[code][1]) if code in found
+                        else (empty.astype(numbers.dtype), empty.astype(np.float32))
+                        for code in range(len(order.bounds))]
+        else:
+            scores = score(rows)
+            mask_rows(scores, positives, start)
+            sections = []
+            for lo, hi in order.bounds:
+                idx, vals = top_k(scores[:, lo:hi], k)
+                sections.append((numbers[lo + idx], vals))
         ids = emb.user_ids[start:start + batch]
         yield list(zip(ids.tolist(), _pack_batch(sections, capacity), strict=True))
 
