@@ -99,10 +99,17 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_7(text: str) -> int:
+    """A period of at least a week: OULAD's ~300 days then make fewer than 100 periods."""
+    if not text.isdecimal() or int(text) < 7:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of days, at least 7")
+    return int(text)
+
+
 def cmd_import_oulad(args: argparse.Namespace) -> int:
     from recommender.offline import oulad
 
-    counts = oulad.import_oulad(args.src, args.dir)
+    counts = oulad.import_oulad(args.src, args.dir, period_days=args.period_days)
     print(f"wrote a Totara export of OULAD to {args.dir}: "
           + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return 0
@@ -175,6 +182,9 @@ def parser() -> argparse.ArgumentParser:
     oulad = _command(sub, "import-oulad", "turn the OULAD tables into a Totara export")
     oulad.add_argument("src", type=Path)
     oulad.add_argument("dir", type=Path)
+    oulad.add_argument("--period-days", type=_at_least_7, default=None, metavar="N",
+                       help="widen the catalogue: one item per resource and period of N days "
+                            "in which it was used (default: one per resource)")
     oulad.set_defaults(run=cmd_import_oulad)
     evaluate = _command(sub, "evaluate", "measure the production training against "
                               "baselines on held-out interactions; reports under reports/")

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from recommender.ingest.export import load_tenant, read_tenants
-from recommender.offline.oulad import ACTIVITY_TYPES, BASE_TIME, import_oulad
+from recommender.offline.oulad import (
+    ACTIVITY_TYPES,
+    BASE_TIME,
+    FIRST_DAY,
+    PERIODS,
+    _widened,
+    import_oulad,
+)
 from runtime.items import ITEM_TYPES
 
 
@@ -101,3 +108,35 @@ def test_ratings_and_timestamps_follow_the_daily_clicks(tmp_path, oulad_dir):
         seen = days[(int(data.users.ids[u]), int(data.items.numbers[i]))]
         assert rating == int(len(seen) > 1)
         assert stamp == BASE_TIME + max(seen) * 86400
+
+
+def test_a_widened_catalogue_has_one_item_per_resource_and_period_of_use(tmp_path, oulad_dir):
+    # Given the first 20,000 click rows, widened to periods of 14 days
+    import_oulad(oulad_dir, tmp_path, max_rows=20_000, period_days=14)
+    data = load_tenant(tmp_path, "0")
+    days: dict[tuple[int, int], set[int]] = {}
+    for row in first_clicks(oulad_dir, 20_000):
+        day = int(row["date"])
+        item = int(row["id_site"]) * PERIODS + (day - FIRST_DAY) // 14
+        days.setdefault((int(row["id_student"]), item), set()).add(day)
+
+    # Then one interaction per student, resource and period, rated and stamped within it
+    x = data.interactions
+    assert len(x) == len(days)
+    for u, i, rating, stamp in zip(x.users.tolist(), x.items.tolist(), x.ratings.tolist(),
+                                   x.timestamps.tolist(), strict=True):
+        seen = days[(int(data.users.ids[u]), int(data.items.numbers[i]))]
+        assert rating == int(len(seen) > 1)
+        assert stamp == BASE_TIME + max(seen) * 86400
+    # and each item keeps its resource's type, with the period in its document
+    resources = {number // PERIODS for number in data.items.numbers.tolist()}
+    assert len(data.items) > len(resources)
+    assert all(", period " in text for text in data.items.documents)
+
+
+def test_a_period_that_makes_too_many_periods_is_refused():
+    # Given clicks over 300 days: periods of one day would be 300, more than PERIODS
+    days = np.arange(-20, 280)
+    with pytest.raises(ValueError, match="period_days=1"):
+        _widened(np.ones_like(days), days, 1)
+    assert _widened(np.ones_like(days), days, 7).max() < 2 * PERIODS

@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 TENANT = "0"
 BASE_TIME = 1_704_067_200  # 2024-01-01 00:00 UTC: day 0 of every presentation
 DAY = 86400
+# Widened catalogues: periods counted from FIRST_DAY (before any OULAD day, about -30), at most
+# PERIODS of them per resource.
+FIRST_DAY = -60
+PERIODS = 100
 
 ACTIVITY_TYPES: dict[str, str] = {
     **dict.fromkeys(("oucontent", "resource", "dataplus", "dualpane", "folder"),
@@ -140,11 +144,14 @@ def _pairs(students: np.ndarray, sites: np.ndarray, days: np.ndarray) -> tuple[n
             distinct_days, day_of[last] + days.min())
 
 
-def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None) -> dict[str, int]:
+def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None,
+                 period_days: int | None = None) -> dict[str, int]:
     """Write tenants.csv, tenant 0's three files and ATTRIBUTION.txt into ``dest``.
 
-    ``max_rows`` reads only the first rows of studentVle (for quick tests). Returns the number
-    of users, items and interactions written.
+    ``max_rows`` reads only the first rows of studentVle (for quick tests). ``period_days``
+    widens the catalogue: each resource becomes one item per period of that many days of the
+    presentation in which it was used (numeric id ``id_site * PERIODS + period``). Returns the
+    number of users, items and interactions written.
     """
     started = time.perf_counter()
     clicks = _read_clicks(src / "studentVle.zip", max_rows)
@@ -163,18 +170,21 @@ def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None) -> dict[
     known = pc.and_(pc.is_in(clicks["id_student"], value_set=info["id_student"].unique()),
                     pc.is_in(clicks["id_site"], value_set=vle["id_site"].unique()))
     clicks = clicks.filter(known)
-    students, sites, days, last_day = _pairs(clicks["id_student"].to_numpy(),
-                                             clicks["id_site"].to_numpy(),
-                                             clicks["date"].to_numpy())
+    click_days = clicks["date"].to_numpy()
+    students, items, days, last_day = _pairs(
+        clicks["id_student"].to_numpy(),
+        _widened(clicks["id_site"].to_numpy(), click_days, period_days), click_days)
+    sites = items // PERIODS if period_days else items
 
     user_columns = _user_columns(info.to_pylist(), np.unique(students))
-    item_columns = _item_columns(vle.to_pylist(), np.unique(sites))
+    item_columns = _item_columns(vle.to_pylist(), np.unique(items),
+                                 PERIODS if period_days else None)
     site_type = dict(zip(vle["id_site"].to_pylist(), vle["activity_type"].to_pylist(),
                          strict=True))
     kinds = [ACTIVITY_TYPES.get(site_type[s], "engage_article") for s in sites.tolist()]
     interactions = {
         "user_id": pa.array(students),
-        "item_id": pc.binary_join_element_wise(pa.array(kinds), pc.cast(pa.array(sites),
+        "item_id": pc.binary_join_element_wise(pa.array(kinds), pc.cast(pa.array(items),
                                                                        string), ""),
         "rating": pa.array((days > 1).astype(np.int8)),
         "timestamp": pa.array(BASE_TIME + last_day.astype(np.int64) * DAY),
@@ -189,6 +199,19 @@ def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None) -> dict[
     log.info("OULAD import took %.1f s", time.perf_counter() - started)
     return {"users": len(user_columns["user_id"]), "items": len(item_columns["item_id"]),
             "interactions": len(students)}
+
+
+def _widened(sites: np.ndarray, days: np.ndarray, period_days: int | None) -> np.ndarray:
+    """``sites``, or with ``period_days`` each click's resource and period as one number."""
+    if not period_days:
+        return sites
+    if period_days < 1:
+        raise ValueError(f"period_days={period_days}: at least 1")
+    period = (days - FIRST_DAY) // period_days
+    if len(period) and (period.min() < 0 or period.max() >= PERIODS):
+        raise ValueError(f"period_days={period_days}: days {days.min()}..{days.max()} make "
+                         f"periods outside 0..{PERIODS - 1}")
+    return sites * PERIODS + period
 
 
 def _user_columns(info_rows: list[dict], students: np.ndarray) -> dict[str, pa.Array]:
@@ -218,14 +241,17 @@ def _user_columns(info_rows: list[dict], students: np.ndarray) -> dict[str, pa.A
     return {c: pa.array(v, pa.string()) for c, v in columns.items()}
 
 
-def _item_columns(vle_rows: list[dict], sites: np.ndarray) -> dict[str, pa.Array]:
+def _item_columns(vle_rows: list[dict], items: np.ndarray,
+                  periods: int | None) -> dict[str, pa.Array]:
+    """One row per item: its resource's row of vle.csv (``items // periods`` when widened)."""
     by_site = {r["id_site"]: r for r in vle_rows}
+    sites = items // periods if periods else items
     rows = [by_site[s] for s in sites.tolist()]
     activities = sorted({r["activity_type"] for r in rows})
     modules = sorted({r["code_module"] for r in rows})
     kinds = [ACTIVITY_TYPES.get(r["activity_type"], "engage_article") for r in rows]
     columns: dict[str, pa.Array] = {
-        "item_id": pa.array([f"{k}{r['id_site']}" for k, r in zip(kinds, rows, strict=True)])}
+        "item_id": pa.array([f"{k}{i}" for k, i in zip(kinds, items.tolist(), strict=True)])}
     for item_type in ITEM_TYPES:
         columns[item_type] = pa.array([int(k == item_type) for k in kinds], pa.int8())
     for activity in activities:
@@ -235,9 +261,10 @@ def _item_columns(vle_rows: list[dict], sites: np.ndarray) -> dict[str, pa.Array
         columns[f"tag_{module}"] = pa.array([int(r["code_module"] == module) for r in rows],
                                             pa.int8())
     documents = []
-    for r in rows:
+    for r, item in zip(rows, items.tolist(), strict=True):
         weeks = (f", weeks {r['week_from']} to {r['week_to']}" if r["week_from"] else "")
+        period = f", period {item % periods}" if periods else ""
         documents.append(f"{r['activity_type']} {r['code_module']} {r['code_presentation']}"
-                         f"{weeks}")
+                         f"{weeks}{period}")
     columns["document"] = pa.array(documents, pa.string())
     return columns
