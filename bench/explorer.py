@@ -27,6 +27,7 @@ from published import keys, packing, versions
 from published.savedmodel import FeatureParameters, SavedModel
 from recommender.publish import explore, release
 from recommender.publish.listsfile import Lists
+from recommender.publish.neartop import NearTop
 from runtime.config import from_env
 from runtime.items import ITEM_TYPES, item_key
 
@@ -96,7 +97,7 @@ def _explorer_share(client: redis.Redis, model: SavedModel, lists: Lists,
                     source: explore.Source) -> None:
     """The publish time that is the explorer's: counting the lists, writing its values."""
     started = time.perf_counter()
-    tally = explore.Tally(model)
+    tally = NearTop(model.item_types, model.item_numbers)
     for _ in tally.watch(lists.users):
         pass
     counted = time.perf_counter() - started

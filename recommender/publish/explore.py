@@ -2,13 +2,13 @@
 
 The export's part (each user's latest interactions, each item's labels and first words) is kept
 beside the saved model as ``<version>.explore.npz`` (``Source``), so ``restore`` republishes it
-without the export. The lists' part (which items are near the top of whose list) is counted by a
-``Tally`` while the user lists go to Redis, so it costs one pass over lists already in hand.
+without the export. The lists' part (which items are near the top of whose list) is counted
+once, while the lists are computed, and kept with them (recommender.publish.neartop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -16,10 +16,10 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 import redis
 
-from published import explore, packing, versions
+from published import explore, versions
 from published.explore import Figures, ItemInfo, QualityPoint
 from published.savedmodel import SavedModel
-from recommender.publish.listsfile import UserBatch
+from recommender.publish.neartop import NearTop
 from runtime.items import ITEM_TYPES
 
 if TYPE_CHECKING:  # restore republishes without the export code (pyarrow)
@@ -72,47 +72,6 @@ def load(path: Path) -> Source | None:
         return None
 
 
-class Tally:
-    """Counts, per item row, the users who have it in the first NEAR_TOP entries of a list."""
-
-    def __init__(self, model: SavedModel) -> None:
-        packed = (model.item_types.astype(np.int64) << 32) | model.item_numbers.astype(np.int64)
-        self._order = np.argsort(packed, kind="stable")
-        self._sorted = packed[self._order]
-        self.counts = np.zeros(len(packed), np.int64)
-        self.users: dict[int, list[int]] = {}
-        self._named = np.zeros(len(packed), np.int64)
-
-    def watch(self, batches: Iterable[UserBatch]) -> Iterator[UserBatch]:
-        """The batches unchanged, counted on their way."""
-        for batch in batches:
-            self._count(batch)
-            yield batch
-
-    def _count(self, batch: UserBatch) -> None:
-        values, sections, ids = packing.heads([blob for _, blob in batch], explore.NEAR_TOP)
-        owners = np.fromiter((u for u, _ in batch), np.int64, len(batch))[values]
-        packed = (sections << 32) | ids
-        pos = np.minimum(np.searchsorted(self._sorted, packed), len(self._sorted) - 1)
-        found = self._sorted[pos] == packed
-        rows, users = self._order[pos[found]], owners[found]
-        self.counts += np.bincount(rows, minlength=len(self.counts))
-        self._name(rows, users)
-
-    def _name(self, rows: np.ndarray, users: np.ndarray) -> None:
-        """Keep the first NEAR_TOP_USERS users of each row, in the order of the lists."""
-        named = self._named
-        still = named[rows] < explore.NEAR_TOP_USERS
-        rows, users = rows[still], users[still]
-        order = np.argsort(rows, kind="stable")
-        rows, users = rows[order], users[order]
-        rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
-        keep = rank < explore.NEAR_TOP_USERS - named[rows]
-        for row, user in zip(rows[keep].tolist(), users[keep].tolist(), strict=True):
-            self.users.setdefault(row, []).append(user)
-        self._named = named + np.bincount(rows[keep], minlength=len(self.counts))
-
-
 def _histories(model: SavedModel, source: Source) -> Iterator[list[tuple[int, bytes]]]:
     """Users' values, batch by batch; the source keeps MAX_HISTORY a user already."""
     every = explore.records(source.items, source.times, source.ratings)
@@ -129,7 +88,7 @@ def _histories(model: SavedModel, source: Source) -> Iterator[list[tuple[int, by
 
 
 def _infos(model: SavedModel, source: Source | None,
-           tally: Tally) -> Iterator[tuple[str, int, bytes]]:
+           tally: NearTop) -> Iterator[tuple[str, int, bytes]]:
     learners = np.bincount(model.positives_indices, minlength=len(model.item_numbers))
     for row, (key, number) in enumerate(zip(model.item_keys.tolist(),
                                             model.item_numbers.tolist(), strict=True)):
@@ -140,7 +99,7 @@ def _infos(model: SavedModel, source: Source | None,
         yield key, number, info.to_bytes()
 
 
-def figures(client: redis.Redis, tenant: str, version: str, model: SavedModel, tally: Tally,
+def figures(client: redis.Redis, tenant: str, version: str, model: SavedModel, tally: NearTop,
             meta: dict) -> Figures:
     """The tenant's figures; the quality history continues the current version's."""
     current = versions.current_version(client, tenant)
@@ -167,7 +126,7 @@ def _number(value: object) -> float | None:
 
 
 def publish(writer: versions.VersionWriter, model: SavedModel, source: Source | None,
-            tally: Tally, meta: dict) -> None:
+            tally: NearTop, meta: dict) -> None:
     """Write the explorer's values; after the user lists, which ``tally`` counted."""
     if source is not None:
         for batch in _histories(model, source):

@@ -7,7 +7,8 @@ computed, and read back batch by batch: a tenant's lists never sit in memory all
 
 Entries: ``header`` (format, top-K), ``popular``, then per batch ``users.<n>.ids`` with
 ``users.<n>.sizes`` + ``users.<n>.blobs`` (the values, end to end), and ``items.<n>.keys``,
-``items.<n>.numbers`` with their sizes and blobs.
+``items.<n>.numbers`` with their sizes and blobs; last, when it was counted with the lists,
+``near_top.counts``, ``near_top.rows`` and ``near_top.users`` (recommender.publish.neartop).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import IO
 import numpy as np
 from numpy.lib.npyio import NpzFile
 
+from recommender.publish.neartop import NearTop, UserBatch
+
 FORMAT = 1
 
-UserBatch = list[tuple[int, bytes]]  # (user id, packed lists per item type)
 ItemBatch = list[tuple[str, int, bytes]]  # (item key, item number, packed similar items)
 
 
@@ -37,6 +39,8 @@ class Lists:
     popular: bytes
     users: Iterable[UserBatch]
     items: Iterable[ItemBatch]
+    # counted while ``users`` are read (computed lists) or read back whole; None: not kept
+    near_top: NearTop | None = None
 
 
 def _put(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -64,6 +68,9 @@ def write(handle: IO[bytes], lists: Lists) -> dict[str, int]:
             _put(archive, f"items.{n}.numbers", np.array([i for _, i, _ in items], np.uint32))
             _put_blobs(archive, f"items.{n}", [blob for *_, blob in items])
             written["items"] += len(items)
+        if lists.near_top is not None:  # whole now: every user batch has been read
+            for name, array in lists.near_top.to_arrays().items():
+                _put(archive, f"near_top.{name}", array)
     return written
 
 
@@ -123,4 +130,19 @@ def read(path: Path) -> Iterator[Lists]:
         version, top_k = data["header"].tolist()
         if version != FORMAT:
             raise ValueError(f"{path} has lists format {version}, not {FORMAT}")
-        yield Lists(top_k, data["popular"].tobytes(), _users(data, names), _items(data, names))
+        yield Lists(top_k, data["popular"].tobytes(), _users(data, names), _items(data, names),
+                    _near_top(path, data, names))
+
+
+def _near_top(path: Path, data: NpzFile, names: set[str]) -> NearTop | None:
+    """The count kept with the lists; None in a file written before it was kept."""
+    parts = {f"near_top.{name}" for name in ("counts", "rows", "users")}
+    if not parts & names:
+        return None
+    if not parts <= names:
+        raise ValueError(f"{path} is incomplete (near_top)")
+    try:
+        return NearTop.from_arrays(data["near_top.counts"], data["near_top.rows"],
+                                   data["near_top.users"])
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -15,6 +15,7 @@ from recommender.model.itemitem import ItemItem
 from recommender.outcome import Say, quiet
 from recommender.publish import topk
 from recommender.publish.listsfile import Lists
+from recommender.publish.neartop import NearTop
 
 
 def embeddings(model: SavedModel, threads: int = 1) -> topk.Embeddings:
@@ -61,10 +62,13 @@ def lists(model: SavedModel, top_k: int, threads: int = 1,
     what is done with the lists; ``say`` hears how far each has got.
     """
     emb = embeddings(model, threads)
-    users = _counted(topk.user_lists(emb, top_k), say, "user lists", len(model.user_ids))
+    near_top = NearTop(model.item_types, model.item_numbers)
+    users = near_top.watch(_counted(topk.user_lists(emb, top_k), say, "user lists",
+                                    len(model.user_ids)))
     items = _counted(topk.similar_lists(emb, top_k), say, "similar-item lists",
                      len(model.item_numbers))
-    return Lists(top_k, topk.popular_lists(emb, top_k), batches(users), batches(items))
+    return Lists(top_k, topk.popular_lists(emb, top_k), batches(users), batches(items),
+                 near_top)
 
 
 def _counted(batches: Iterator[list], say: Say, kind: str, total: int,

@@ -14,6 +14,7 @@ from published import versions
 from published.savedmodel import SavedModel
 from recommender.publish import explore
 from recommender.publish.listsfile import Lists
+from recommender.publish.neartop import NearTop
 from runtime.errors import LockLostError
 
 
@@ -31,12 +32,15 @@ def publish(client: redis.Redis, tenant: str, version: str, model: SavedModel | 
             writer.write_model(model.model_hash())
         if lists is not None:
             writer.write_popular(lists.popular)
-            tally = explore.Tally(model)
-            for users in tally.watch(lists.users):
-                writer.write_users(users)
+            near_top, users = lists.near_top, lists.users
+            if near_top is None or len(near_top.counts) != len(model.item_numbers):
+                near_top = NearTop(model.item_types, model.item_numbers)  # an older file
+                users = near_top.watch(users)
+            for batch in users:
+                writer.write_users(batch)
             for items in lists.items:
                 writer.write_items(items)
-            explore.publish(writer, model, source, tally, meta)
+            explore.publish(writer, model, source, near_top, meta)
         scalars = {k: v for k, v in meta.items() if isinstance(v, str | int | float)}
         writer.commit(scalars)
     except (versions.StaleVersionError, LockLostError):
