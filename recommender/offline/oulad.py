@@ -114,6 +114,21 @@ def _read_clicks(zip_path: Path, max_rows: int | None) -> pa.Table:
             column_types={"id_student": pa.int64(), "id_site": pa.int64(), "date": pa.int64()}))
 
 
+def _read_tables(src: Path) -> tuple[pa.Table, pa.Table]:
+    """vle.csv and the columns of studentInfo.csv the export uses."""
+    string = pa.string()
+    vle = pacsv.read_csv(src / "vle.csv", convert_options=pacsv.ConvertOptions(
+        column_types={"id_site": pa.int64(), "code_module": string, "code_presentation": string,
+                      "activity_type": string, "week_from": string, "week_to": string}))
+    info = pacsv.read_csv(src / "studentInfo.csv", convert_options=pacsv.ConvertOptions(
+        include_columns=["code_module", "code_presentation", "id_student", "region",
+                         "highest_education", "age_band"],
+        column_types={"id_student": pa.int64(), "code_module": string,
+                      "code_presentation": string, "region": string,
+                      "highest_education": string, "age_band": string}))
+    return vle, info
+
+
 def _codes(values: list[str]) -> dict[str, str]:
     """Small integer codes, as strings, by sorted value: stable across runs."""
     return {v: str(i + 1) for i, v in enumerate(sorted(set(values)))}
@@ -155,16 +170,7 @@ def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None,
     """
     started = time.perf_counter()
     clicks = _read_clicks(src / "studentVle.zip", max_rows)
-    string = pa.string()
-    vle = pacsv.read_csv(src / "vle.csv", convert_options=pacsv.ConvertOptions(
-        column_types={"id_site": pa.int64(), "code_module": string, "code_presentation": string,
-                      "activity_type": string, "week_from": string, "week_to": string}))
-    info = pacsv.read_csv(src / "studentInfo.csv", convert_options=pacsv.ConvertOptions(
-        include_columns=["code_module", "code_presentation", "id_student", "region",
-                         "highest_education", "age_band"],
-        column_types={"id_student": pa.int64(), "code_module": string,
-                      "code_presentation": string, "region": string,
-                      "highest_education": string, "age_band": string}))
+    vle, info = _read_tables(src)
 
     # Keep clicks whose student and resource are described, so every file agrees.
     known = pc.and_(pc.is_in(clicks["id_student"], value_set=info["id_student"].unique()),
@@ -185,7 +191,7 @@ def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None,
     interactions = {
         "user_id": pa.array(students),
         "item_id": pc.binary_join_element_wise(pa.array(kinds), pc.cast(pa.array(items),
-                                                                       string), ""),
+                                                                       pa.string()), ""),
         "rating": pa.array((days > 1).astype(np.int8)),
         "timestamp": pa.array(BASE_TIME + last_day.astype(np.int64) * DAY),
     }
