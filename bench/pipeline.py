@@ -105,6 +105,22 @@ def _precompute_and_publish(client: redis.Redis, model, top_k: int, threads: int
     return spent
 
 
+def _other_values(client: redis.Redis) -> dict[str, bytes | dict[bytes, bytes]]:
+    """The current version's values other than the user lists (the model's arrays, popular
+    and similar-item lists, the explorer's item facts and figures, the meta), by key suffix."""
+    from published import keys, versions
+
+    version = versions.current_version(client, "0")
+    prefix = keys.meta("0", version).removesuffix("meta")
+    values: dict[str, bytes | dict[bytes, bytes]] = {}
+    for name in keys.version_keys("0", version):
+        kind = client.type(name)
+        if ":u:" not in name and kind in (b"hash", b"string"):
+            read = client.hgetall if kind == b"hash" else client.get
+            values[name.removeprefix(prefix)] = read(name)
+    return values
+
+
 def _precompute_bound(emb, top_k: int) -> float:
     """Bare numpy: the same products (with the item-item part's, when the lists blend it, and
     the re-ranker's two more and its predictions, when they are re-ranked) and one
@@ -165,15 +181,23 @@ def _candidate_rows(emb, batch: int) -> np.ndarray:
                                 sig).features
 
 
-def _publish_bound(client: redis.Redis, emb, sample: list[tuple[int, bytes]]) -> float:
-    """A bare pipelined client: the same hashes, fields and value sizes, nothing else."""
+def _publish_bound(client: redis.Redis, emb, sample: list[tuple[int, bytes]],
+                   others: dict[str, bytes | dict[bytes, bytes]]) -> float:
+    """A bare pipelined client: the same hashes, fields and value sizes for the user lists,
+    every other value of the version (``others``) as it is, nothing else."""
     from published import keys
 
     size = round(np.mean([len(b) for _, b in sample]))
     blob = bytes(size)
+    prefix = keys.meta("b", "bound").removesuffix("meta")
     started = time.perf_counter()
     pipe = client.pipeline(transaction=False)
-    pending = 0
+    for suffix, value in others.items():
+        if isinstance(value, dict):
+            pipe.hset(prefix + suffix, mapping=value)
+        else:
+            pipe.set(prefix + suffix, value)
+    pending = len(others)
     for start in range(0, len(emb.user_ids), 2048):
         buckets: dict[str, dict[str, bytes]] = {}
         for user in emb.user_ids[start:start + 2048].tolist():
@@ -217,7 +241,7 @@ def main(args: argparse.Namespace) -> int:
             spent = _precompute_and_publish(client, model, args.top_k, args.threads, tmp)
             redis_bytes = client.info("memory")["used_memory"] - memory_before
             sample = next(topk.user_lists(emb, args.top_k, batch=64))
-            publish_bound = _publish_bound(client, emb, sample)
+            publish_bound = _publish_bound(client, emb, sample, _other_values(client))
         finally:
             process.terminate()
             process.wait(timeout=10)
