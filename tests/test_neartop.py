@@ -72,6 +72,7 @@ def test_a_count_round_trips_through_its_arrays_in_the_order_users_were_named():
     (np.array([1, -2]), np.array([0]), np.array([7])),  # a negative count
     (np.array([1, 2]), np.array([0, 1]), np.array([7])),  # rows and users disagree
     (np.array([1.5, 2.0]), np.array([0]), np.array([7])),  # counts that are not whole
+    (np.array([1, 2]), np.array([0]), np.array([7.5])),  # a user id that is not whole
 ])
 def test_a_count_whose_arrays_disagree_is_refused(counts, rows, users):
     with pytest.raises(ValueError, match="do not agree"):

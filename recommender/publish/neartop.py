@@ -72,6 +72,7 @@ class NearTop:
         if (counts.ndim != 1 or rows.shape != users.shape or rows.ndim != 1
                 or not np.issubdtype(counts.dtype, np.integer) or (counts < 0).any()
                 or not np.issubdtype(rows.dtype, np.integer)
+                or not np.issubdtype(users.dtype, np.integer)
                 or ((rows < 0) | (rows >= len(counts))).any()):
             raise ValueError("the near-top count's arrays do not agree")
         tally = cls(np.zeros(0, np.int64), np.zeros(0, np.int64))
