@@ -137,6 +137,7 @@ def test_a_widened_catalogue_has_one_item_per_resource_and_period_of_use(tmp_pat
 def test_a_period_that_makes_too_many_periods_is_refused():
     # Given clicks over 300 days: periods of one day would be 300, more than PERIODS
     days = np.arange(-20, 280)
-    with pytest.raises(ValueError, match="period_days=1"):
-        _widened(np.ones_like(days), days, 1)
+    for period_days in (1, 0, -7):
+        with pytest.raises(ValueError, match=f"period_days={period_days}"):
+            _widened(np.ones_like(days), days, period_days)
     assert _widened(np.ones_like(days), days, 7).max() < 2 * PERIODS

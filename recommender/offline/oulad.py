@@ -180,11 +180,11 @@ def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None,
     students, items, days, last_day = _pairs(
         clicks["id_student"].to_numpy(),
         _widened(clicks["id_site"].to_numpy(), click_days, period_days), click_days)
-    sites = items // PERIODS if period_days else items
+    sites = items // PERIODS if period_days is not None else items
 
     user_columns = _user_columns(info.to_pylist(), np.unique(students))
     item_columns = _item_columns(vle.to_pylist(), np.unique(items),
-                                 PERIODS if period_days else None)
+                                 PERIODS if period_days is not None else None)
     site_type = dict(zip(vle["id_site"].to_pylist(), vle["activity_type"].to_pylist(),
                          strict=True))
     kinds = [ACTIVITY_TYPES.get(site_type[s], "engage_article") for s in sites.tolist()]
@@ -209,7 +209,7 @@ def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None,
 
 def _widened(sites: np.ndarray, days: np.ndarray, period_days: int | None) -> np.ndarray:
     """``sites``, or with ``period_days`` each click's resource and period as one number."""
-    if not period_days:
+    if period_days is None:
         return sites
     if period_days < 1:
         raise ValueError(f"period_days={period_days}: at least 1")
