@@ -87,11 +87,18 @@ def scorer(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | No
     pairs) is needed only with a ``ranker``."""
     if ranker is None or item_item is None:
         return blended(lightfm, history, item_item, weight)
+    repeats, sig = _rerank_inputs(history, repeats, item_item, weight, types)
+    return lambda rows: ranker.scores(lightfm(rows), history[rows], repeats[rows], sig)
+
+
+def _rerank_inputs(history: sp.csr_matrix, repeats: sp.csr_matrix | None, item_item: ItemItem,
+                   weight: float, types: np.ndarray
+                   ) -> tuple[sp.csr_matrix, rerankfeatures.Signals]:
+    """The rating-1 pairs, which a re-ranked model must have, and the re-ranker's signals."""
     if repeats is None:
         raise ValueError("a re-ranked model needs its rating-1 pairs")
-    sig = rerankfeatures.signals(history, repeats, item_item.weights, item_item.cosine, weight,
-                                 types)
-    return lambda rows: ranker.scores(lightfm(rows), history[rows], repeats[rows], sig)
+    return repeats, rerankfeatures.signals(history, repeats, item_item.weights,
+                                           item_item.cosine, weight, types)
 
 
 def best_lists(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix | None,
@@ -103,10 +110,7 @@ def best_lists(lightfm: ScoreFn, history: sp.csr_matrix, repeats: sp.csr_matrix 
     than the candidates): then rank ``scorer``'s scores."""
     if ranker is None or item_item is None or k > rerankfeatures.CANDIDATES:
         return None
-    if repeats is None:
-        raise ValueError("a re-ranked model needs its rating-1 pairs")
-    sig = rerankfeatures.signals(history, repeats, item_item.weights, item_item.cosine, weight,
-                                 types)
+    repeats, sig = _rerank_inputs(history, repeats, item_item, weight, types)
     return lambda rows: ranker.best(lightfm(rows), history[rows], repeats[rows], sig, k)
 
 

@@ -112,20 +112,34 @@ def user_lists(emb: Embeddings, k: int,
     for start in range(0, len(emb.user_ids), batch):
         rows = np.arange(start, min(start + batch, len(emb.user_ids)))
         if best is not None:
-            found = best(rows)
-            empty = np.empty((len(rows), 0))
-            sections = [(numbers[found[code][0]], found[code][1]) if code in found
-                        else (empty.astype(numbers.dtype), empty.astype(np.float32))
-                        for code in range(len(order.bounds))]
+            sections = _found_sections(best(rows), numbers, len(order.bounds), len(rows))
         else:
             scores = score(rows)
             mask_rows(scores, positives, start)
-            sections = []
-            for lo, hi in order.bounds:
-                idx, vals = top_k(scores[:, lo:hi], k)
-                sections.append((numbers[lo + idx], vals))
+            sections = _ranked_sections(scores, order.bounds, numbers, k)
         ids = emb.user_ids[start:start + batch]
         yield list(zip(ids.tolist(), _pack_batch(sections, capacity), strict=True))
+
+
+def _found_sections(found: dict[int, tuple[np.ndarray, np.ndarray]], numbers: np.ndarray,
+                    n_types: int, n_users: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``ensemble.best_lists``'s columns and scores per type code, as item numbers; a type
+    with no item gets empty sections."""
+    empty = np.empty((n_users, 0))
+    return [(numbers[found[code][0]], found[code][1]) if code in found
+            else (empty.astype(numbers.dtype), empty.astype(np.float32))
+            for code in range(n_types)]
+
+
+def _ranked_sections(scores: np.ndarray, bounds: list[tuple[int, int]], numbers: np.ndarray,
+                     k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``k`` best of each type's columns of ``scores`` (seen items masked), as item
+    numbers and scores."""
+    sections = []
+    for lo, hi in bounds:
+        idx, vals = top_k(scores[:, lo:hi], k)
+        sections.append((numbers[lo + idx], vals))
+    return sections
 
 
 def similar_lists(emb: Embeddings, k: int,
