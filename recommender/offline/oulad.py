@@ -180,11 +180,11 @@ def import_oulad(src: Path, dest: Path, *, max_rows: int | None = None,
     students, items, days, last_day = _pairs(
         clicks["id_student"].to_numpy(),
         _widened(clicks["id_site"].to_numpy(), click_days, period_days), click_days)
-    sites = items // PERIODS if period_days is not None else items
+    periods = PERIODS if period_days is not None else None
+    sites = _resources(items, periods)
 
     user_columns = _user_columns(info.to_pylist(), np.unique(students))
-    item_columns = _item_columns(vle.to_pylist(), np.unique(items),
-                                 PERIODS if period_days is not None else None)
+    item_columns = _item_columns(vle.to_pylist(), np.unique(items), periods)
     site_type = dict(zip(vle["id_site"].to_pylist(), vle["activity_type"].to_pylist(),
                          strict=True))
     kinds = [ACTIVITY_TYPES.get(site_type[s], "engage_article") for s in sites.tolist()]
@@ -220,6 +220,11 @@ def _widened(sites: np.ndarray, days: np.ndarray, period_days: int | None) -> np
     return sites * PERIODS + period
 
 
+def _resources(items: np.ndarray, periods: int | None) -> np.ndarray:
+    """Each item's resource (id_site): the item itself unless widened into ``periods``."""
+    return items // periods if periods is not None else items
+
+
 def _user_columns(info_rows: list[dict], students: np.ndarray) -> dict[str, pa.Array]:
     regions = _codes([r["region"] for r in info_rows])
     education = _codes([r["highest_education"] for r in info_rows])
@@ -251,8 +256,7 @@ def _item_columns(vle_rows: list[dict], items: np.ndarray,
                   periods: int | None) -> dict[str, pa.Array]:
     """One row per item: its resource's row of vle.csv (``items // periods`` when widened)."""
     by_site = {r["id_site"]: r for r in vle_rows}
-    sites = items // periods if periods else items
-    rows = [by_site[s] for s in sites.tolist()]
+    rows = [by_site[s] for s in _resources(items, periods).tolist()]
     activities = sorted({r["activity_type"] for r in rows})
     modules = sorted({r["code_module"] for r in rows})
     kinds = [ACTIVITY_TYPES.get(r["activity_type"], "engage_article") for r in rows]
@@ -269,7 +273,7 @@ def _item_columns(vle_rows: list[dict], items: np.ndarray,
     documents = []
     for r, item in zip(rows, items.tolist(), strict=True):
         weeks = (f", weeks {r['week_from']} to {r['week_to']}" if r["week_from"] else "")
-        period = f", period {item % periods}" if periods else ""
+        period = f", period {item % periods}" if periods is not None else ""
         documents.append(f"{r['activity_type']} {r['code_module']} {r['code_presentation']}"
                          f"{weeks}{period}")
     columns["document"] = pa.array(documents, pa.string())
