@@ -90,3 +90,22 @@ def test_a_lists_file_with_a_bad_count_is_refused_as_a_whole(tmp_path):
     # Then reading it fails with the file named, so restore computes the lists again
     with pytest.raises(ValueError, match="v.lists.npz"), listsfile.read(path):
         pass
+
+
+_arrays = st.builds(
+    np.asarray,
+    st.lists(st.one_of(st.integers(-3, 40), st.floats(allow_nan=True)), max_size=12))
+
+
+@settings(max_examples=200, deadline=None)
+@given(counts=_arrays, rows=_arrays, users=_arrays)
+def test_any_arrays_read_back_give_a_count_that_fits_or_a_clear_error(counts, rows, users):
+    # Whatever a damaged file holds, reading the count refuses it or gives one whose named
+    # users sit on existing rows: never another exception, never a row past the counts
+    try:
+        tally = NearTop.from_arrays(counts, rows, users)
+    except ValueError as exc:
+        assert "do not agree" in str(exc)
+        return
+    assert all(0 <= row < len(tally.counts) for row in tally.users)
+    assert (tally.counts >= 0).all()
